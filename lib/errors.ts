@@ -1,0 +1,87 @@
+/**
+ * The error classes every layer throws. One base class, {@link TextpokeError}, so a
+ * caller can catch everything textpoke raises with one `instanceof`; subclasses say which
+ * layer refused and carry the address or bytes involved.
+ *
+ * Emulated faults are not errors: a #UD, #GP or #PF inside the machine is delivered as the
+ * architectural exception, and a run that cannot go on ends with a stop reason. These
+ * classes are for misuse of the API and for input the library cannot accept.
+ *
+ * @module
+ */
+
+/** Base class of every error textpoke throws. */
+export class TextpokeError extends Error {
+  /**
+   * @param message Sentence-case description naming the address or bytes involved.
+   * @param options Standard `ErrorOptions` (a `cause`).
+   */
+  constructor(message: string, options?: ErrorOptions) {
+    super(message, options);
+    this.name = new.target.name;
+  }
+}
+
+/** AT&T assembler text that cannot be assembled; carries the line and column. */
+export class AssemblerError extends TextpokeError {
+  /** 1-based line of the offending text. */
+  readonly line: number;
+  /** 1-based column of the offending text. */
+  readonly column: number;
+  /**
+   * @param message What is wrong, without the position (it is prefixed).
+   * @param line 1-based line.
+   * @param column 1-based column.
+   */
+  constructor(message: string, line: number, column: number) {
+    super(`line ${line}, column ${column}: ${message}`);
+    this.line = line;
+    this.column = column;
+  }
+}
+
+/** A memory access from the host side (loading, reading, writing) that the machine cannot do. */
+export class MemoryError extends TextpokeError {
+  /** The address involved. */
+  readonly address: bigint;
+  /**
+   * @param message What is wrong, naming the address.
+   * @param address The address involved.
+   */
+  constructor(message: string, address: bigint) {
+    super(message);
+    this.address = address;
+  }
+}
+
+/** A machine configuration or request outside what the machine supports. */
+export class MachineError extends TextpokeError {}
+
+/** A patch request the kernel model refuses (wrong length, wrong bytes, bad batch). */
+export class PatchError extends TextpokeError {
+  /** The address of the site involved, when there is one. */
+  readonly address: bigint | undefined;
+  /**
+   * @param message What is wrong, naming the address and the bytes.
+   * @param address The site involved.
+   */
+  constructor(message: string, address?: bigint) {
+    super(message);
+    this.address = address;
+  }
+}
+
+/** Formats bytes as the kernel prints them: `e8 00 00 00 00`. */
+export function hexBytes(bytes: ArrayLike<number>): string {
+  let s = "";
+  for (let i = 0; i < bytes.length; i++) {
+    if (i) s += " ";
+    s += (bytes[i]! & 0xff).toString(16).padStart(2, "0");
+  }
+  return s;
+}
+
+/** Formats an address as `0xffffffff81000000`. */
+export function hexAddr(address: bigint | number): string {
+  return "0x" + BigInt(address).toString(16);
+}
