@@ -13,6 +13,8 @@
 /** Base class of every error textpoke throws. */
 export class TextpokeError extends Error {
   /**
+   * Creates the error.
+   *
    * @param message Sentence-case description naming the address or bytes involved.
    * @param options Standard `ErrorOptions` (a `cause`).
    */
@@ -29,6 +31,8 @@ export class AssemblerError extends TextpokeError {
   /** 1-based column of the offending text. */
   readonly column: number;
   /**
+   * Creates the error at a source position.
+   *
    * @param message What is wrong, without the position (it is prefixed).
    * @param line 1-based line.
    * @param column 1-based column.
@@ -45,6 +49,8 @@ export class MemoryError extends TextpokeError {
   /** The address involved. */
   readonly address: bigint;
   /**
+   * Creates the error for one address.
+   *
    * @param message What is wrong, naming the address.
    * @param address The address involved.
    */
@@ -62,6 +68,8 @@ export class PatchError extends TextpokeError {
   /** The address of the site involved, when there is one. */
   readonly address: bigint | undefined;
   /**
+   * Creates the error for one patch site.
+   *
    * @param message What is wrong, naming the address and the bytes.
    * @param address The site involved.
    */
@@ -84,4 +92,20 @@ export function hexBytes(bytes: ArrayLike<number>): string {
 /** Formats an address as `0xffffffff81000000`. */
 export function hexAddr(address: bigint | number): string {
   return "0x" + BigInt(address).toString(16);
+}
+
+/** An ELF image that cannot be read: not ELF, truncated, or an offset out of range. */
+export class ElfError extends TextpokeError {
+  /** The file offset involved. */
+  readonly offset: number;
+  /**
+   * Creates the error for the ELF bytes at `offset`.
+   *
+   * @param message What is wrong, naming the file offset.
+   * @param offset The file offset involved.
+   */
+  constructor(message: string, offset: number) {
+    super(message);
+    this.offset = offset;
+  }
 }

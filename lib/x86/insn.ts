@@ -231,7 +231,7 @@ export class Insn {
   /** {@link Prefix} bits. */
   prefixes = 0;
   /** Segment override, -1 for none, else 0 ES, 1 CS, 2 SS, 3 DS, 4 FS, 5 GS. */
-  seg = -1;
+  seg: number = -1;
   /** Condition code for JCC / SETCC / CMOVCC ({@link Cond}). */
   cc = 0;
   /** Number of explicit operands (0–3). */
@@ -239,29 +239,36 @@ export class Insn {
   /** Operand 0 (destination) kind, register and size in bytes. */
   kind0 = 0;
   /** Register of operand 0 when kind0 is REG or SREG. */
-  reg0 = -1;
+  reg0: number = -1;
   /** Size in bytes of operand 0. */
   size0 = 0;
   /** Operand 1 kind. */
   kind1 = 0;
   /** Register of operand 1. */
-  reg1 = -1;
+  reg1: number = -1;
   /** Size in bytes of operand 1. */
   size1 = 0;
   /** Operand 2 kind. */
   kind2 = 0;
   /** Register of operand 2. */
-  reg2 = -1;
+  reg2: number = -1;
   /** Size in bytes of operand 2. */
   size2 = 0;
   /** Memory base register ({@link Reg}), -1 for none, {@link Reg.RIP} for RIP-relative. */
-  base = -1;
+  base: number = -1;
   /** Memory index register, -1 for none. */
-  index = -1;
+  index: number = -1;
   /** Memory scale as a shift count (0–3). */
   scale = 0;
   /** Memory displacement, signed 32-bit. */
   disp = 0;
+  /**
+   * High 32 bits of the 64-bit displacement: `disp >> 31` (its sign) for every ModRM form;
+   * for the moffs forms of MOV (A0–A3) in 64-bit addressing, the real high half of the
+   * absolute 64-bit offset (base and index are then NONE). Address = dispHi:disp + base +
+   * index << scale, truncated to `addrSize`.
+   */
+  dispHi = 0;
   /** Immediate (low 32 bits, as int32) or relative branch displacement (signed). */
   imm = 0;
   /** High 32 bits of a 64-bit immediate (sign- or zero-extension applied by the decoder). */
@@ -290,6 +297,7 @@ export class Insn {
     this.index = other.index;
     this.scale = other.scale;
     this.disp = other.disp;
+    this.dispHi = other.dispHi;
     this.imm = other.imm;
     this.immHi = other.immHi;
     return this;
