@@ -1,0 +1,274 @@
+/**
+ * Exception and interrupt delivery through the IDT, the double/triple-fault rules, and
+ * iret — with the exact stack frames the kernel's entry code relies on (REFERENCE.md,
+ * "Layouts and frames"):
+ *
+ * - 64-bit: align RSP down to 16, push SS, RSP, RFLAGS, CS, RIP (+ error code), always;
+ *   from ring 3, switch to `tss.sp0` first (and load a null SS).
+ * - 32-bit: same privilege pushes EFLAGS, CS, EIP (+ error code) only; from ring 3 switch
+ *   to `tss.sp0` with SS = `__KERNEL_DS` and push SS, ESP first.
+ * - Interrupt gates clear IF, trap gates keep it; TF, NT, RF and VM are cleared (Intel SDM
+ *   Vol. 3, 6.12.1). The RF bit is not set in the saved image of faults (a documented
+ *   simplification: instruction breakpoints are not modeled).
+ * - A software `int n`/`int3` to a gate whose DPL is below CPL raises #GP(n*8+2); a
+ *   missing gate raises #NP(n*8+2+EXT).
+ * - A contributory fault (or #PF) while delivering a contributory fault (or #PF) becomes
+ *   #DF (error code 0); any fault while delivering #DF is a triple fault, which stops the
+ *   CPU with a diagnostic naming every vector and the address (SDM Vol. 3, 6.15,
+ *   "Interrupt 8").
+ *
+ * @module
+ */
+
+import { AC, IF, IOPL_MASK, NT, RF, TF, VM } from "../x86/flags.ts";
+import { CANON_HIGH, CANON_LOW, gpFault, Vector, X86Fault } from "../x86/state.ts";
+import type { Cpu } from "./cpu.ts";
+
+/** Segment selectors of the modeled kernel (REFERENCE.md). */
+export const Selector = {
+  /** x86-64 `__KERNEL_CS`. */
+  KERNEL_CS_64: 0x10,
+  /** x86-64 `__KERNEL_DS`. */
+  KERNEL_DS_64: 0x18,
+  /** x86-64 `__USER_CS`. */
+  USER_CS_64: 0x33,
+  /** x86-64 `__USER_DS`. */
+  USER_DS_64: 0x2b,
+  /** x86-32 `__KERNEL_CS`. */
+  KERNEL_CS_32: 0x60,
+  /** x86-32 `__KERNEL_DS`. */
+  KERNEL_DS_32: 0x68,
+  /** x86-32 `__USER_CS`. */
+  USER_CS_32: 0x73,
+  /** x86-32 `__USER_DS`. */
+  USER_DS_32: 0x7b,
+} as const;
+
+/** An IDT gate as the machine stores it. */
+export interface Gate {
+  /** Handler address (internal number form). */
+  readonly handler: number;
+  /** Interrupt gates clear IF on entry; trap gates do not. */
+  readonly type: "interrupt" | "trap";
+  /** Descriptor privilege level: the highest CPL allowed to `int n` through it. */
+  readonly dpl: number;
+}
+
+/** Mnemonics of the architectural vectors, for diagnostics. */
+const NAMES: Record<number, string> = {
+  0: "#DE",
+  1: "#DB",
+  2: "NMI",
+  3: "#BP",
+  4: "#OF",
+  5: "#BR",
+  6: "#UD",
+  7: "#NM",
+  8: "#DF",
+  10: "#TS",
+  11: "#NP",
+  12: "#SS",
+  13: "#GP",
+  14: "#PF",
+  16: "#MF",
+  17: "#AC",
+  18: "#MC",
+  19: "#XM",
+};
+
+/**
+ * Name of a vector for messages: `#GP`, `#PF`, or `vector 0x80`.
+ * @param vector The vector.
+ * @returns Its name.
+ */
+export function vectorName(vector: number): string {
+  return NAMES[vector] ?? `vector 0x${vector.toString(16)}`;
+}
+
+/** Whether `vector` is a contributory exception (SDM Table 6-4). */
+function contributory(vector: number): boolean {
+  return vector === 0 || (vector >= 10 && vector <= 13);
+}
+
+/**
+ * Whether a fault `second` raised while delivering `first` becomes a double fault.
+ * @param first Vector being delivered.
+ * @param second Vector of the fault raised during delivery.
+ * @returns True for the SDM's #DF combinations.
+ */
+export function isDoubleFault(first: number, second: number): boolean {
+  if (contributory(first)) return contributory(second);
+  if (first === Vector.PF) return second === Vector.PF || contributory(second);
+  return false;
+}
+
+const TWO32 = 4294967296;
+
+/**
+ * Delivers one event through the IDT: checks the gate, pushes the frame (supervisor
+ * accesses), switches stack/CS/CPL and jumps to the handler. Throws an {@link X86Fault}
+ * (leaving registers unchanged) when the delivery itself faults.
+ *
+ * @param cpu The CPU.
+ * @param vector Vector 0–255.
+ * @param errorCode Error code to push, -1 for none.
+ * @param savedIp The ip saved in the frame (faulting ip for faults, next ip for traps).
+ * @param software True for `int n`/`int3` (DPL checked, EXT = 0).
+ */
+export function deliver(
+  cpu: Cpu,
+  vector: number,
+  errorCode: number,
+  savedIp: number,
+  software: boolean,
+): void {
+  const machine = cpu.machine;
+  const gate = machine.idt[vector];
+  const ext = software ? 0 : 1;
+  if (gate === undefined) {
+    throw new X86Fault(Vector.NP, vector * 8 + 2 + ext, 0, `no IDT gate for vector ${vector}`);
+  }
+  if (software && cpu.cpl > gate.dpl) {
+    throw gpFault(
+      vector * 8 + 2,
+      `int ${vector} at CPL ${cpu.cpl} through a gate of DPL ${gate.dpl}`,
+    );
+  }
+  const fromUser = cpu.cpl > 0;
+  const flags = cpu.flags;
+  const cs = cpu.sreg[1]!;
+  const ss = cpu.sreg[2]!;
+  const words: number[] = [];
+  let sp: number;
+  const oldSp = cpu.spValue();
+  if (cpu.bitness === 64) {
+    sp = fromUser ? tssStack(cpu) : oldSp;
+    sp -= ((sp % 16) + 16) % 16;
+    // Pairs of (lo, hi): the old RSP is pushed from its register halves, bit-exact.
+    words.push(ss, 0, cpu.lo[4]!, cpu.hi[4]!, flags, 0, cs, 0);
+    words.push(savedIp | 0, Math.floor(savedIp / TWO32) | 0);
+    if (errorCode >= 0) words.push(errorCode, 0);
+    for (let i = 0; i < words.length; i += 2) {
+      sp -= 8;
+      if (sp < CANON_LOW || sp >= CANON_HIGH) {
+        throw new X86Fault(Vector.SS, 0, 0, "non-canonical stack during delivery");
+      }
+      cpu.sysWrite(sp, 8, words[i]!, words[i + 1]!);
+    }
+  } else {
+    sp = fromUser ? tssStack(cpu) : oldSp;
+    if (fromUser) words.push(ss, oldSp);
+    words.push(flags, cs, savedIp);
+    if (errorCode >= 0) words.push(errorCode);
+    for (const w of words) {
+      sp = (sp - 4) >>> 0;
+      cpu.sysWrite(sp, 4, w | 0, 0);
+    }
+  }
+  // Commit: nothing above changed a register.
+  cpu.setSpValue(sp);
+  if (fromUser) {
+    cpu.sreg[2] = cpu.bitness === 64 ? 0 : cpu.tss.ss0;
+  }
+  cpu.setCs(cpu.bitness === 64 ? Selector.KERNEL_CS_64 : Selector.KERNEL_CS_32);
+  let f = flags & ~(TF | NT | RF | VM);
+  if (gate.type === "interrupt") f &= ~IF;
+  cpu.flags = f;
+  cpu.ip = gate.handler;
+  cpu.traceEvent("exception", savedIp, vector);
+  machine.onException(cpu, vector, savedIp);
+}
+
+/** The ring-0 stack from the TSS; an unusable value is an invalid TSS (#TS). */
+function tssStack(cpu: Cpu): number {
+  const sp0 = cpu.tss.sp0;
+  const mem = cpu.machine.memory;
+  const ok = cpu.bitness === 64
+    ? sp0 >= 0n && sp0 < 1n << 64n &&
+      (sp0 < 0x0000800000000000n || sp0 >= 0xffff800000000000n)
+    : sp0 >= 0n && sp0 < 1n << 32n;
+  if (!ok) throw new X86Fault(Vector.TS, 0, 0, `tss.sp0 ${sp0} is not a usable stack`);
+  return mem.toNumber(sp0);
+}
+
+/** Code selectors iret accepts, per mode. */
+function validCs(bitness: 32 | 64, cs: number): boolean {
+  return bitness === 64
+    ? cs === Selector.KERNEL_CS_64 || cs === Selector.USER_CS_64
+    : cs === Selector.KERNEL_CS_32 || cs === Selector.USER_CS_32;
+}
+
+/** Flags any iret may change; IF and IOPL depend on CPL (SDM IRET). */
+const IRET_MASK = 0x1dd5 /* ARITH|TF|DF|OF */ | NT | RF | AC | 0x200000 /* ID */;
+
+/**
+ * iret / iretd / iretq: pops the frame, returns to CS:IP (and SS:SP where the mode pops
+ * them), restores RFLAGS by the CPL rules, and serializes.
+ *
+ * 64-bit mode always pops RIP, CS, RFLAGS, RSP, SS; 32-bit mode pops EIP, CS, EFLAGS and
+ * ESP, SS only when returning to an outer privilege level.
+ *
+ * @param cpu The CPU.
+ * @param size Operand size: 2, 4 or 8.
+ */
+export function iret(cpu: Cpu, size: number): void {
+  const sp = cpu.spValue();
+  const is64 = cpu.bitness === 64;
+  let lastLo = 0;
+  const at = (k: number): number => {
+    let a = sp + k * size;
+    if (is64) {
+      if (a < CANON_LOW || a >= CANON_HIGH) {
+        throw new X86Fault(Vector.SS, 0, 0, "non-canonical stack in iret");
+      }
+    } else a = a >>> 0;
+    if (size === 8) {
+      lastLo = cpu.read64(a);
+      return cpu.hi64 * TWO32 + (lastLo >>> 0);
+    }
+    return size === 4 ? cpu.read32(a) >>> 0 : cpu.read16(a);
+  };
+  const ipv = at(0);
+  const cs = at(1) & 0xffff;
+  const fl = at(2) % TWO32;
+  const newCpl = cs & 3;
+  const cpl = cpu.cpl;
+  if (newCpl < cpl) throw gpFault(cs & 0xfffc, "iret to an inner privilege level");
+  if (!validCs(cpu.bitness, cs)) throw gpFault(cs & 0xfffc, `iret to selector ${cs}`);
+  let newSp: number;
+  let newSs = -1;
+  let spLo = 0;
+  let spHi = 0;
+  if (is64 || newCpl > cpl) {
+    newSp = at(3);
+    if (size === 8) {
+      spLo = lastLo;
+      spHi = cpu.hi64; // the popped RSP goes back bit-exact, canonical or not
+    }
+    newSs = at(4) & 0xffff;
+  } else newSp = (sp + 3 * size) >>> 0;
+  let target = ipv;
+  if (is64) {
+    if (size === 8 && target >= 0x8000000000000000) target -= TWO32 * TWO32;
+    if (target < CANON_LOW || target >= CANON_HIGH) {
+      throw gpFault(0, "iret to a non-canonical address");
+    }
+  } else if (size === 2) target &= 0xffff;
+  let mask = IRET_MASK;
+  const iopl = (cpu.flags & IOPL_MASK) >> 12;
+  if (cpl === 0) mask |= IF | IOPL_MASK;
+  else if (cpl <= iopl) mask |= IF;
+  if (size === 2) mask &= 0xffff;
+  const iretIp = cpu.ip;
+  cpu.flags = (cpu.flags & ~mask) | (fl & mask) | 2;
+  if (is64 && size === 8) {
+    cpu.lo[4] = spLo;
+    cpu.hi[4] = spHi;
+  } else cpu.setSpValue(is64 ? newSp % (TWO32 * TWO32) : newSp >>> 0);
+  if (newSs >= 0) cpu.sreg[2] = newSs;
+  cpu.setCs(cs);
+  cpu.ip = target;
+  cpu.traceEvent("iret", iretIp, -1);
+  cpu.machine.onIret(cpu, target);
+  cpu.serialize();
+}
