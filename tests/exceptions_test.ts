@@ -336,3 +336,27 @@ Deno.test("CPU accesses crossing a page read both pages, and a faulting store st
   assert.equal(b.cpu.cr2, 0x21000n);
   assert.equal(b.m.read64(0x20ffcn), 0x1122334455667788n, "no partial store");
 });
+
+Deno.test("iret() raises #GP(selector) when the saved SS is not the data segment of the new CPL", () => {
+  // A frame whose SS word was overwritten, as the no-gap int3 push of 2019 does: the
+  // emulated return address lands where the iret frame keeps SS.
+  const frameWithSs = (ss: string) => `
+    pushq ${ss}
+    pushq $0x14000
+    pushq $0x2
+    pushq $0x10
+    pushq $done
+  at_iret:
+    iretq
+  done:
+    hlt`;
+  const ok = boot(64, frameWithSs("$0x18"));
+  assert.equal(ok.m.run({ maxSteps: 20 }).kind, "hlt");
+  assert.equal(ok.cpu.rip, ok.labels.get("done")! + 1n);
+  const nullSs = boot(64, frameWithSs("$0"));
+  assert.equal(nullSs.m.run({ maxSteps: 20 }).kind, "hlt", "null SS is valid for CPL 0 in 64-bit");
+  assert.equal(nullSs.cpu.rip, nullSs.labels.get("done")! + 1n);
+  const bad = faultFrame(frameWithSs("$0x4005"), 13);
+  assert.equal(bad.frame[0], 0x4004n, "error code is the selector without RPL");
+  assert.equal(bad.frame[1], bad.labels.get("at_iret")!, "the iretq faults, nothing is popped");
+});

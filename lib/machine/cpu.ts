@@ -429,6 +429,11 @@ export class Cpu implements CpuCore {
     return this.cplValue;
   }
 
+  /** Number of external interrupts queued by {@link Cpu.raiseInterrupt}, not yet taken. */
+  get pendingInterrupts(): number {
+    return this.pendingIrq.length;
+  }
+
   /** True while the CPU sits in hlt waiting for an interrupt. */
   get halted(): boolean {
     return this.haltedFlag;
@@ -681,8 +686,8 @@ export class Cpu implements CpuCore {
   private writeByteNow(a: number, v: number): void {
     const o = a - this.wBase;
     if (o >= 0 && o < PAGE) {
-      this.wBytes[o] = v;
       if (this.codeFrames[this.wFrame] !== 0) this.codeStore(this.wFrame, o, 1);
+      this.wBytes[o] = v;
       return;
     }
     this.writeSlow(a, 1, v, 0);
@@ -721,6 +726,7 @@ export class Cpu implements CpuCore {
   /** Stores at offset `o` of the write-TLB frame and reports code stores. */
   private storeFast(o: number, size: number, lo: number, hi: number): void {
     const v = this.wView;
+    if (this.codeFrames[this.wFrame] !== 0) this.codeStore(this.wFrame, o, size);
     if (size === 1) this.wBytes[o] = lo;
     else if (size === 2) v.setUint16(o, lo, true);
     else if (size === 4) v.setInt32(o, lo, true);
@@ -728,7 +734,6 @@ export class Cpu implements CpuCore {
       v.setInt32(o, lo, true);
       v.setInt32(o + 4, hi, true);
     }
-    if (this.codeFrames[this.wFrame] !== 0) this.codeStore(this.wFrame, o, size);
   }
 
   /** A store split over frames f1 (from offset o) and f2 (from 0). */
@@ -736,17 +741,17 @@ export class Cpu implements CpuCore {
     const mem = this.machine.memory;
     const b1 = mem.frames[f1]!;
     const b2 = mem.frames[f2]!;
+    const n1 = PAGE - o;
+    if (mem.codeFrames[f1] !== 0) this.codeStore(f1, o, n1);
+    if (mem.codeFrames[f2] !== 0) this.codeStore(f2, 0, size - n1);
     for (let k = 0; k < size; k++) {
       const byte = (k < 4 ? lo >>> (8 * k) : hi >>> (8 * (k - 4))) & 0xff;
       if (o + k < PAGE) b1[o + k] = byte;
       else b2[o + k - PAGE] = byte;
     }
-    const n1 = PAGE - o;
-    if (mem.codeFrames[f1] !== 0) this.codeStore(f1, o, n1);
-    if (mem.codeFrames[f2] !== 0) this.codeStore(f2, 0, size - n1);
   }
 
-  /** Reports a store to a frame holding predecoded code. */
+  /** Reports a store to a frame holding predecoded code (before the bytes change). */
   private codeStore(frame: number, offset: number, length: number): void {
     this.machine.memory.onCodeWrite(frame, offset, length, this.index);
   }
@@ -782,8 +787,8 @@ export class Cpu implements CpuCore {
   write8(a: number, v: number): void {
     const o = a - this.wBase;
     if (o >= 0 && o < PAGE) {
-      this.wBytes[o] = v;
       if (this.codeFrames[this.wFrame] !== 0) this.codeStore(this.wFrame, o, 1);
+      this.wBytes[o] = v;
       return;
     }
     this.writeSlow(a, 1, v, 0);
@@ -796,8 +801,8 @@ export class Cpu implements CpuCore {
         this.writeLineSplit(a, 2, v, 0);
         return;
       }
-      this.wView.setUint16(o, v, true);
       if (this.codeFrames[this.wFrame] !== 0) this.codeStore(this.wFrame, o, 2);
+      this.wView.setUint16(o, v, true);
       return;
     }
     this.writeSlow(a, 2, v, 0);
@@ -810,8 +815,8 @@ export class Cpu implements CpuCore {
         this.writeLineSplit(a, 4, v, 0);
         return;
       }
-      this.wView.setInt32(o, v, true);
       if (this.codeFrames[this.wFrame] !== 0) this.codeStore(this.wFrame, o, 4);
+      this.wView.setInt32(o, v, true);
       return;
     }
     this.writeSlow(a, 4, v, 0);
@@ -824,9 +829,9 @@ export class Cpu implements CpuCore {
         this.writeLineSplit(a, 8, lo, hi);
         return;
       }
+      if (this.codeFrames[this.wFrame] !== 0) this.codeStore(this.wFrame, o, 8);
       this.wView.setInt32(o, lo, true);
       this.wView.setInt32(o + 4, hi, true);
-      if (this.codeFrames[this.wFrame] !== 0) this.codeStore(this.wFrame, o, 8);
       return;
     }
     this.writeSlow(a, 8, lo, hi);
@@ -1020,6 +1025,33 @@ export class Cpu implements CpuCore {
     }
     if (this.traceCap !== 0) this.traceEvent("insn", this.ip, -1);
     return 0;
+  }
+
+  /**
+   * Exactly one step (an instruction, or one pending event): the SMP scheduler's entry,
+   * without the bookkeeping of {@link Cpu.runSteps}.
+   */
+  stepOnce(): void {
+    if (this.attn !== 0) {
+      const r = this.service();
+      if (r === 2) return;
+      if (r === 1) {
+        this.steps++;
+        return;
+      }
+    }
+    const ip = this.ip;
+    const off = ip - this.fBase;
+    let s = off >= 0 && off < PAGE ? this.fSlots[off] : undefined;
+    try {
+      if (s === undefined) s = this.fetchSlow(ip);
+      s.fn(this, s);
+    } catch (e) {
+      if (!(e instanceof X86Fault)) throw e;
+      this.ip = ip;
+      this.exception(e);
+    }
+    this.steps++;
   }
 
   /**

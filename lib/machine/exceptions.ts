@@ -198,6 +198,21 @@ function validCs(bitness: 32 | 64, cs: number): boolean {
     : cs === Selector.KERNEL_CS_32 || cs === Selector.USER_CS_32;
 }
 
+/**
+ * Whether `ss` may be loaded by an iret returning to `cpl` (SDM IRET, "RETURN-TO-OUTER-
+ * PRIVILEGE-LEVEL" and the 64-bit rules): a null selector only in 64-bit mode to CPL 0–2,
+ * otherwise the writable data segment whose RPL and DPL equal the new CPL. A clobbered
+ * saved SS (the no-gap push of the 2019 thread) therefore raises #GP, as on hardware.
+ */
+function validSs(bitness: 32 | 64, ss: number, cpl: number): boolean {
+  if ((ss & 0xfffc) === 0) return bitness === 64 && cpl !== 3;
+  if ((ss & 3) !== cpl) return false;
+  const data = cpl === 0
+    ? (bitness === 64 ? Selector.KERNEL_DS_64 : Selector.KERNEL_DS_32)
+    : (bitness === 64 ? Selector.USER_DS_64 : Selector.USER_DS_32);
+  return ss === data;
+}
+
 /** Flags any iret may change; IF and IOPL depend on CPL (SDM IRET). */
 const IRET_MASK = 0x1dd5 /* ARITH|TF|DF|OF */ | NT | RF | AC | 0x200000 /* ID */;
 
@@ -246,6 +261,9 @@ export function iret(cpu: Cpu, size: number): void {
       spHi = cpu.hi64; // the popped RSP goes back bit-exact, canonical or not
     }
     newSs = at(4) & 0xffff;
+    if (!validSs(cpu.bitness, newSs, newCpl)) {
+      throw gpFault(newSs & 0xfffc, `iret with stack selector ${newSs} to CPL ${newCpl}`);
+    }
   } else newSp = (sp + 3 * size) >>> 0;
   let target = ipv;
   if (is64) {

@@ -27,6 +27,9 @@ import { Cpu } from "./cpu.ts";
 import type { Gate } from "./exceptions.ts";
 import { type MapOptions, Memory, PAGE_SIZE, type PagePerms } from "./memory.ts";
 import { makeNativeBinding, type NativeBinding, type NativeFunction } from "./native.ts";
+import type { SchedulePolicy } from "./schedule.ts";
+import type { FetchMode, KernelContext, KernelGen, KernelThread, Smp } from "./smp.ts";
+import { attachSmp, type MachineSmpHost } from "./smp_machine.ts";
 
 /** Options of a {@link Machine}. */
 export interface MachineOptions {
@@ -38,6 +41,18 @@ export interface MachineOptions {
   memoryLimit?: number;
   /** Default step budget of {@link Machine.run} (default 10,000,000). */
   stepBudget?: number;
+  /**
+   * Scheduling policy of the CPUs (`roundRobin(q)`, `random(seed)`, or the explorer's):
+   * default `roundRobin(1)`. Any SMP option (or more than one CPU) gives the machine its
+   * SMP layer, {@link Machine.smp}.
+   */
+  schedule?: SchedulePolicy;
+  /** Instruction-fetch coherency: `coherent` (default), `stale` or `torn`. */
+  fetch?: FetchMode;
+  /** Events kept by the trace ring of {@link Machine.smp} (default 0: trace hash only). */
+  traceCapacity?: number;
+  /** Split plain stores straddling a 64-byte line into two visible halves (default true). */
+  splitStores?: boolean;
 }
 
 /** Why a run stopped. */
@@ -51,7 +66,11 @@ export type StopKind =
   /** A native function called `call.stop(...)`. */
   | "native"
   /** The CPU reached the `until` address of {@link RunOptions}. */
-  | "until";
+  | "until"
+  /** No CPU can step but a kernel thread waits (SMP): the wait can never end. */
+  | "deadlock"
+  /** A kernel thread threw (SMP); the message names the error. */
+  | "thread-error";
 
 /** The result of {@link Machine.run} / {@link Machine.stepCpu}: a plain record. */
 export interface StopReason {
@@ -140,6 +159,11 @@ export class Machine {
    */
   splitStore: ((cpu: Cpu, address: number, bytes: Uint8Array, locked: boolean) => number) | null =
     null;
+  /**
+   * The SMP layer (scheduler, IPIs, NMIs, kernel threads, fetch model), or null. A
+   * machine with more than one CPU or any SMP option has one; `attachSmp()` replaces it.
+   */
+  smp: Smp | null = null;
   private rr = 0;
 
   /**
@@ -176,6 +200,94 @@ export class Machine {
     this.memory.onFrameFree = (f) => {
       for (const c of this.cpus) c.dropFrame(f);
     };
+    const smpWanted = n > 1 || options.schedule !== undefined || options.fetch !== undefined ||
+      options.traceCapacity !== undefined || options.splitStores !== undefined;
+    if (smpWanted) {
+      const o: Parameters<typeof attachSmp>[1] = {};
+      if (options.schedule !== undefined) o.schedule = options.schedule;
+      if (options.fetch !== undefined) o.fetch = options.fetch;
+      if (options.traceCapacity !== undefined) o.traceCapacity = options.traceCapacity;
+      if (options.splitStores !== undefined) o.splitStores = options.splitStores;
+      attachSmp(this, o);
+    }
+  }
+
+  // -------------------------------------------------------------------------------------
+  // SMP
+
+  /** The SMP layer, or a clear error naming what needed it. */
+  private needSmp(what: string): Smp {
+    if (this.smp === null) {
+      throw new MachineError(
+        `${what} needs the SMP layer: create the machine with more than one CPU or a schedule`,
+      );
+    }
+    return this.smp;
+  }
+
+  /**
+   * Runs `body` as a kernel thread (a generator) on CPU `cpu`: each `yield` is one
+   * scheduling step of that CPU, so the other CPUs execute between its stores, IPIs and
+   * waits. See `KernelContext` for `store`, `xchg`, `load`, `syncCore`, `sendIpi`,
+   * `onEachCpu` and `waitUntil`.
+   * @param cpu The CPU.
+   * @param body The thread body.
+   * @returns A handle (`done`, `error`, `steps`).
+   * @example
+   * ```ts
+   * import { Machine } from "./machine.ts";
+   * const m = new Machine({ bitness: 64, cpus: 2 });
+   * m.load(0x1000n, [0xf4], "rx"); // hlt
+   * for (const c of m.cpus) c.rip = 0x1000n;
+   * m.map(0x2000n, 0x1000, "rw");
+   * const t = m.spawn(0, function* (k) {
+   *   yield* k.store(0x2000, [1, 2, 3, 4]);
+   * });
+   * m.run({ maxSteps: 100 });
+   * console.log(t.done, m.read32(0x2000n)); // true 67305985n
+   * ```
+   */
+  spawn(cpu: number, body: (k: KernelContext) => KernelGen<unknown>): KernelThread {
+    return this.needSmp("A kernel thread").spawn(cpu, body);
+  }
+
+  /**
+   * Sends an IPI with `vector` from CPU `from` (-1: the host) to CPU `to` (-1: every other
+   * CPU): taken through the IDT at the target's next instruction boundary with IF = 1.
+   * @param from Sender, or -1.
+   * @param to Target, or -1 for all others.
+   * @param vector 32–255.
+   */
+  sendIpi(from: number, to: number, vector: number): void {
+    this.needSmp("An IPI").sendIpi(from, to, vector);
+  }
+
+  /**
+   * Sends an NMI from `from` (-1: the host) to `to` (-1: every other CPU): delivered
+   * through IDT vector 2 even with IF = 0; blocked while an NMI handler runs, until its
+   * iret.
+   * @param from Sender, or -1.
+   * @param to Target, or -1 for all others.
+   */
+  sendNmi(from: number, to: number): void {
+    this.needSmp("An NMI").sendNmi(from, to);
+  }
+
+  /**
+   * Replaces the scheduling policy (and resets it).
+   * @param policy The policy.
+   */
+  setSchedule(policy: SchedulePolicy): void {
+    this.needSmp("A schedule").setSchedule(policy);
+  }
+
+  /**
+   * The running trace hash of the SMP layer (16 hex digits): same program, policy and
+   * seed give the same hash.
+   * @returns The hash.
+   */
+  traceHash(): string {
+    return this.needSmp("A trace hash").trace.hash();
   }
 
   // -------------------------------------------------------------------------------------
@@ -404,6 +516,7 @@ export class Machine {
       throw new MachineError(`maxSteps must be a non-negative integer, not ${max}`);
     }
     const until = options.until === undefined ? NaN : this.memory.toNumber(options.until);
+    if (this.smp !== null && options.cpu === undefined) return this.runSmp(this.smp, max, until);
     if (options.cpu !== undefined || this.cpus.length === 1) {
       const cpu = this.checkCpu(options.cpu ?? 0);
       const n = cpu.runSteps(max, until);
@@ -432,6 +545,37 @@ export class Machine {
   }
 
   /** Builds the stop record for an exhausted budget. */
+  /** {@link Machine.run} through the SMP scheduler; maps its result to a stop reason. */
+  private runSmp(smp: Smp, max: number, until: number): StopReason {
+    const host = smp.host as MachineSmpHost;
+    host.until = until;
+    const r = smp.run(max);
+    host.until = NaN;
+    const cpu = this.cpus[r.cpu < 0 ? 0 : r.cpu]!;
+    let kind: StopKind;
+    switch (r.reason) {
+      case "halted":
+        kind = "hlt";
+        break;
+      case "budget":
+        kind = "budget";
+        break;
+      case "stopped":
+        kind = "triple-fault";
+        break;
+      case "host":
+        kind = (host.stopKind[cpu.index] ?? "native") as StopKind;
+        break;
+      default:
+        kind = r.reason;
+    }
+    const message = r.reason === "budget"
+      ? `Step budget of ${max} exhausted; CPU ${cpu.index} at ${hexAddr(cpu.rip)}`
+      : r.message;
+    return { kind, cpu: cpu.index, ip: cpu.rip, steps: r.steps, message };
+  }
+
+  /** The stop reason of a run whose step budget ran out. */
   private budget(cpu: Cpu, steps: number, max: number): StopReason {
     return {
       kind: "budget",

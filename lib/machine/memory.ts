@@ -112,7 +112,8 @@ export class Memory {
   private used = 0;
   /**
    * Called for every store (CPU or host) to a frame whose {@link Memory.codeFrames} flag is
-   * set: `writer` is the CPU index, -1 for the host. Set by the machine.
+   * set, before the bytes change (the SMP `torn` fetch model reads the old ones):
+   * `writer` is the CPU index, -1 for the host. Set by the machine.
    */
   onCodeWrite: (frame: number, offset: number, length: number, writer: number) => void = () => {};
   /** Called after any change of the page table (CPUs flush their TLBs). Set by the machine. */
@@ -446,8 +447,8 @@ export class Memory {
       const off = ((x % PAGE_SIZE) + PAGE_SIZE) % PAGE_SIZE;
       const chunk = Math.min(n - k, PAGE_SIZE - off);
       const frame = this.frames[f]!;
-      for (let i = 0; i < chunk; i++) frame[off + i] = bytes[k + i]! & 0xff;
       if (this.codeFrames[f] !== 0) this.onCodeWrite(f, off, chunk, -1);
+      for (let i = 0; i < chunk; i++) frame[off + i] = bytes[k + i]! & 0xff;
       k += chunk;
     }
   }
