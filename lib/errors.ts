@@ -109,3 +109,47 @@ export class ElfError extends TextpokeError {
     this.offset = offset;
   }
 }
+
+/**
+ * A kernel image (vmlinux, bzImage, System.map) that cannot be loaded or whose tables
+ * do not hold what they say: names the file and, where there is one, the address or
+ * symbol involved.
+ */
+export class ImageError extends TextpokeError {
+  /** The file (or the name given for the bytes). */
+  readonly file: string;
+  /** The address involved, when there is one. */
+  readonly address: bigint | undefined;
+  /** The symbol involved, when there is one. */
+  readonly symbol: string | undefined;
+  /**
+   * Creates the error; the message is prefixed with the file name.
+   *
+   * @param file The file.
+   * @param message What is wrong, naming the address or symbol.
+   * @param where The address and/or symbol involved, and a `cause`.
+   */
+  constructor(
+    file: string,
+    message: string,
+    where: { address?: bigint; symbol?: string; cause?: unknown } = {},
+  ) {
+    super(`${file}: ${message}`, where.cause === undefined ? undefined : { cause: where.cause });
+    this.file = file;
+    this.address = where.address;
+    this.symbol = where.symbol;
+  }
+}
+
+/**
+ * An ftrace request the model refuses before touching anything: an `ftrace_ops` name that
+ * cannot be a symbol, a traced function that cannot be laid out as asked.
+ */
+export class FtraceError extends TextpokeError {}
+
+/**
+ * An experiment or proposal request the library cannot run: an unknown proposal,
+ * scenario, architecture or fetch mode, or an option out of range. Names the value given
+ * and, where the choices are few, the known ones.
+ */
+export class ExperimentError extends TextpokeError {}
