@@ -1,0 +1,6 @@
+/**
+ * klp-style function redirection on top of ftrace.
+ *
+ * @module
+ */
+export * from "./livepatch.ts";

@@ -1,0 +1,388 @@
+/**
+ * static_call on the modeled kernel (the series Zijlstra was finishing in April 2019, as
+ * landed in v5.10: `arch/x86/kernel/static_call.c`, `kernel/static_call.c`): keys with an
+ * out-of-line trampoline `__SCT__<name>` (`jmp.d32` to the function, then `ud1`; `ret`
+ * padded with int3 for NULL) and inline call sites (`call` to the function; the NOP5 for
+ * NULL).
+ *
+ * {@link StaticCalls.staticCallUpdate} follows `__static_call_update`: store the new
+ * function in the key, patch the trampoline (one text_poke_bp), then every inline site.
+ * The kernel transforms each inline site with its own text_poke_bp; the model queues them
+ * in one batch (what `text_poke_queue` / `text_poke_finish` do in later kernels), which
+ * changes how often CPUs sync, not what a site can be seen doing.
+ *
+ * @module
+ */
+
+import { hexAddr, hexBytes, PatchError } from "../errors.ts";
+import {
+  type BatchRunner,
+  callInsn,
+  jmpInsn,
+  type PatchSite,
+  rel32Target,
+} from "../ftrace/batch.ts";
+import { nop5 } from "../kernel/constants.ts";
+import type { Kernel } from "../kernel/kernel.ts";
+
+/** The NULL form of a static_call trampoline: `ret` padded with int3 to 5 bytes. */
+export const SCT_RET: Uint8Array = Uint8Array.of(0xc3, 0xcc, 0xcc, 0xcc, 0xcc);
+
+/** One `struct static_call_key` with its trampoline and inline sites. */
+export interface StaticCallKey {
+  /** Name (`__SCT__<name>` is the trampoline). */
+  readonly name: string;
+  /** Address of `key->func` in kernel data. */
+  readonly keyAddress: bigint;
+  /** The trampoline's `jmp` / `ret` (its first byte). */
+  readonly trampoline: bigint;
+  /** Inline call sites (5-byte calls / NOP5s), sorted. */
+  readonly sites: bigint[];
+  /** The current function (null: NULL). */
+  func: bigint | null;
+}
+
+/**
+ * The trampoline instruction for a function.
+ *
+ * @param trampoline Trampoline address.
+ * @param func The function, or null.
+ * @param bitness 32 or 64 (default 64: the rel32 must reach; in 32-bit mode it always does).
+ * @returns `jmp.d32 func` or {@link SCT_RET}.
+ * @throws {PatchError} If the function is out of rel32 range of the trampoline.
+ */
+export function trampolineInsn(
+  trampoline: bigint,
+  func: bigint | null,
+  bitness: 32 | 64 = 64,
+): Uint8Array {
+  return func === null ? SCT_RET.slice() : jmpInsn(trampoline, func, bitness);
+}
+
+/**
+ * The inline-site instruction for a function.
+ *
+ * @param site Site address.
+ * @param func The function, or null.
+ * @param bitness 32 or 64.
+ * @returns `call func` or the NOP5.
+ * @throws {PatchError} If the function is out of rel32 range of the site.
+ */
+export function inlineInsn(site: bigint, func: bigint | null, bitness: 32 | 64): Uint8Array {
+  return func === null ? nop5(bitness) : callInsn(site, func, bitness);
+}
+
+/**
+ * The AT&T source of a trampoline `__SCT__<name>` starting `lineOffset` bytes into a
+ * 64-byte line: a placeholder `jmp.d32` (written by {@link StaticCalls.defineKey}) and
+ * the `ud1` that follows it in real kernels.
+ *
+ * @param name Key name.
+ * @param lineOffset 0–63.
+ * @returns The source.
+ */
+export function trampolineSource(name: string, lineOffset: number): string {
+  return `
+	.balign	64, 0xcc
+	.skip	${lineOffset}, 0xcc
+__SCT__${name}:
+	.byte	0xe9, 0, 0, 0, 0		/* jmp.d32 <func>, written at init */
+	.byte	0x0f, 0xb9, 0xcc		/* ud1 */
+`;
+}
+
+/**
+ * The static_call keys of one kernel.
+ *
+ * @example The kernel's selftest
+ * ```ts
+ * import { bootKernel, immediateRunner, Machine, StaticCalls } from "@textpoke/textpoke";
+ *
+ * const k = bootKernel(new Machine({ bitness: 64 }), { entry: "64-gap" });
+ * k.loadText("func_a:\n lea 1(%rdi), %rax\n ret\nfunc_b:\n lea 2(%rdi), %rax\n ret\n");
+ * const sc = new StaticCalls(k);
+ * const key = sc.defineKey("sc_selftest", k.symbol("func_a"));
+ * const run = immediateRunner((a, b) => k.textPoke(a, b), (a, n) => k.mem.readBytes(a, n));
+ * console.log(k.call(0, key.trampoline, [2n]).value); // 3n
+ * for (const _ of sc.staticCallUpdate(key, k.symbol("func_b"), run));
+ * console.log(k.call(0, key.trampoline, [2n]).value); // 4n
+ * ```
+ */
+export class StaticCalls {
+  /** The kernel. */
+  readonly kernel: Kernel;
+  /** Keys by name. */
+  readonly keys: Map<string, StaticCallKey> = new Map();
+
+  /**
+   * Creates the (empty) key table of a kernel.
+   *
+   * @param kernel A booted kernel.
+   */
+  constructor(kernel: Kernel) {
+    this.kernel = kernel;
+  }
+
+  /**
+   * `DEFINE_STATIC_CALL(name, func)`: the key and its trampoline.
+   *
+   * @param name Key name (a symbol name).
+   * @param func Initial function, or null.
+   * @param options `lineOffset` of the trampoline in its 64-byte line (default 0).
+   * @returns The key.
+   * @throws {PatchError} If the key exists, the name is not a symbol name, the line offset
+   *   is not in 0..63 or `func` cannot be reached from kernel text by a rel32 jmp; all
+   *   checked before anything is allocated.
+   */
+  defineKey(
+    name: string,
+    func: bigint | null,
+    options: { lineOffset?: number } = {},
+  ): StaticCallKey {
+    if (this.keys.has(name)) throw new PatchError(`static_call key ${name} already exists`);
+    if (!/^[A-Za-z_][A-Za-z0-9_]*$/.test(name)) {
+      throw new PatchError(`static_call key name "${name}" is not a symbol name`);
+    }
+    const lineOffset = options.lineOffset ?? 0;
+    if (!Number.isInteger(lineOffset) || lineOffset < 0 || lineOffset > 63) {
+      throw new PatchError(
+        `static_call key ${name}: lineOffset must be an integer in 0..63, not ${lineOffset}`,
+      );
+    }
+    const k = this.kernel;
+    if (func !== null) {
+      // The trampoline's address is known only once it is loaded; a target that both ends
+      // of kernel text reach is reached from anywhere between them.
+      const lo = k.layout.textBase;
+      const hi = lo + BigInt(k.layout.textSize) - 5n;
+      try {
+        jmpInsn(lo, func, k.bitness);
+        jmpInsn(hi, func, k.bitness);
+      } catch {
+        throw new PatchError(
+          `static_call key ${name}: function ${hexAddr(func)} is out of rel32 range of kernel text`,
+        );
+      }
+    }
+    const ws = k.bitness === 64 ? 8 : 4;
+    const keyAddress = k.allocData(ws, `__SCK__${name}`);
+    const labels = k.loadText(trampolineSource(name, lineOffset), {
+      name: `__SCT__${name}`,
+      align: 64,
+    });
+    const trampoline = labels.get(`__SCT__${name}`)!;
+    const key: StaticCallKey = { name, keyAddress, trampoline, sites: [], func };
+    k.mem.writeWord(keyAddress, ws, func ?? 0n);
+    k.textPoke(trampoline, trampolineInsn(trampoline, func, k.bitness));
+    this.keys.set(name, key);
+    return key;
+  }
+
+  /**
+   * Records an inline call site of a key (an entry of `.static_call_sites`) and writes the
+   * key's current function there (`static_call_init`).
+   *
+   * @param key The key.
+   * @param site A 5-byte `call` or NOP5 in kernel text.
+   * @throws {PatchError} If the key is not this table's, the site is already a site of a
+   *   key, is not kernel text, or holds something else; checked before anything changes.
+   */
+  addInlineSite(key: StaticCallKey, site: bigint): void {
+    this.#own(key, "addInlineSite");
+    const k = this.kernel;
+    for (const other of this.keys.values()) {
+      if (other.sites.includes(site)) {
+        throw new PatchError(
+          `static_call site ${hexAddr(site)} is already a site of key ${other.name}`,
+          site,
+        );
+      }
+    }
+    const region = k.code.regionOf(site);
+    if (region === undefined || site + 5n > region.start + BigInt(region.length)) {
+      throw new PatchError(
+        `static_call site ${hexAddr(site)} of key ${key.name} is not inside kernel text`,
+        site,
+      );
+    }
+    const found = k.mem.readBytes(site, 5);
+    const nop = nop5(k.bitness);
+    if (found[0] !== 0xe8 && !found.every((b, i) => b === nop[i])) {
+      throw new PatchError(
+        `static_call site ${hexAddr(site)} holds ${hexBytes(found)}, not a call or NOP5`,
+        site,
+      );
+    }
+    const want = inlineInsn(site, key.func, k.bitness);
+    k.textPoke(site, want);
+    key.sites.push(site);
+    key.sites.sort((a, b) => (a < b ? -1 : a > b ? 1 : 0));
+  }
+
+  /** Refuses a key this table did not define (another kernel's, or a hand-made object). */
+  #own(key: StaticCallKey, what: string): void {
+    if (this.keys.get(key.name) !== key) {
+      throw new PatchError(
+        `${what}: static_call key ${key.name} (key at ${hexAddr(key.keyAddress)}, trampoline at ${
+          hexAddr(key.trampoline)
+        }) was not defined by this kernel's static_call table`,
+        key.trampoline,
+      );
+    }
+  }
+
+  /**
+   * The function a key's trampoline jumps to now (null for `ret`).
+   *
+   * @param key The key.
+   * @returns The target.
+   * @throws {PatchError} If the key is not this table's.
+   */
+  trampolineTarget(key: StaticCallKey): bigint | null {
+    this.#own(key, "trampolineTarget");
+    const b = this.kernel.mem.readBytes(key.trampoline, 5);
+    return rel32Target(key.trampoline, b, this.kernel.bitness);
+  }
+
+  /**
+   * `static_call_update(name, func)`: the key, then the trampoline (one batch), then
+   * every inline site (one batch).
+   *
+   * @param key The key.
+   * @param func New function, or null.
+   * @param run Performs each batch.
+   * @returns A generator (drive it, or `yield*` it from a kernel thread).
+   * @throws {PatchError} On the first `next()`, before anything is written, if the key is
+   *   not this table's or `func` is out of rel32 range of the trampoline or a site.
+   */
+  *staticCallUpdate(
+    key: StaticCallKey,
+    func: bigint | null,
+    run: BatchRunner,
+  ): Generator<unknown, void, unknown> {
+    this.#own(key, "staticCallUpdate");
+    const k = this.kernel;
+    const ws = k.bitness === 64 ? 8 : 4;
+    // Every instruction is encoded before the key word is written: a target out of rel32
+    // range of one site must not leave the key naming a function no site calls.
+    const tramp: PatchSite = {
+      address: key.trampoline,
+      old: k.mem.readBytes(key.trampoline, 5),
+      new: trampolineInsn(key.trampoline, func, k.bitness),
+      role: "sc-trampoline",
+    };
+    const want = key.sites.map((s) => inlineInsn(s, func, k.bitness));
+    k.mem.writeWord(key.keyAddress, ws, func ?? 0n);
+    key.func = func;
+    if (!sameBytes(tramp.old, tramp.new)) yield* run([tramp]);
+    const sites: PatchSite[] = [];
+    key.sites.forEach((s, i) => {
+      // Read after the trampoline batch: a kernel thread may have yielded meanwhile.
+      const old = k.mem.readBytes(s, 5);
+      if (!sameBytes(old, want[i]!)) {
+        sites.push({ address: s, old, new: want[i]!, role: "sc-inline" });
+      }
+    });
+    if (sites.length > 0) yield* run(sites);
+  }
+}
+
+function sameBytes(a: Uint8Array, b: Uint8Array): boolean {
+  return a.length === b.length && a.every((x, i) => x === b[i]);
+}
+
+/** One step of the static_call selftest: update (or not), call with an argument, expect. */
+export interface StaticCallSelftestStep {
+  /** The function to update to, or null for "no update". */
+  readonly update: "func_a" | "func_b" | null;
+  /** The argument. */
+  readonly arg: bigint;
+  /** The expected result. */
+  readonly expect: bigint;
+}
+
+/** The kernel's `static_call_tests`: {NULL, 2, 3}, {func_b, 2, 4}, {func_a, 2, 3}. */
+export const STATIC_CALL_SELFTEST: readonly StaticCallSelftestStep[] = [
+  { update: null, arg: 2n, expect: 3n },
+  { update: "func_b", arg: 2n, expect: 4n },
+  { update: "func_a", arg: 2n, expect: 3n },
+];
+
+/** Result of one step of {@link staticCallSelftest}. */
+export interface StaticCallSelftestResult {
+  /** The step. */
+  readonly step: StaticCallSelftestStep;
+  /** What the call through the trampoline returned. */
+  readonly viaTrampoline: bigint;
+  /** What the inline site returned. */
+  readonly viaInline: bigint;
+  /** Both as expected. */
+  readonly passed: boolean;
+}
+
+/**
+ * The kernel's static_call selftest on a kernel: `func_a(x) = x + 1`, `func_b(x) = x + 2`
+ * in machine code, a key starting at func_a, each step's update (text_poke_bp on the
+ * stopped machine through `run`), then a call through the trampoline and through an inline
+ * site on CPU 0.
+ *
+ * @param kernel A booted kernel.
+ * @param run Performs each batch (e.g. {@link immediateRunner} or a proposal's).
+ * @returns One result per step.
+ */
+export function staticCallSelftest(
+  kernel: Kernel,
+  run: BatchRunner,
+): StaticCallSelftestResult[] {
+  const src = kernel.bitness === 64
+    ? `
+sc_func_a:
+	leaq	1(%rdi), %rax
+	ret
+sc_func_b:
+	leaq	2(%rdi), %rax
+	ret
+sc_selftest_caller:
+	call	__SCT__sc_selftest
+	ret
+sc_selftest_inline:
+	call	sc_func_a
+	ret
+`
+    : `
+sc_func_a:
+	leal	1(%eax), %eax
+	ret
+sc_func_b:
+	leal	2(%eax), %eax
+	ret
+sc_selftest_caller:
+	call	__SCT__sc_selftest
+	ret
+sc_selftest_inline:
+	call	sc_func_a
+	ret
+`;
+  const sc = new StaticCalls(kernel);
+  const key = sc.defineKey("sc_selftest", null);
+  const labels = kernel.loadText(src, { name: "static_call selftest" });
+  const fa = labels.get("sc_func_a")!;
+  const fb = labels.get("sc_func_b")!;
+  for (const _ of sc.staticCallUpdate(key, fa, run));
+  sc.addInlineSite(key, labels.get("sc_selftest_inline")!);
+  const out: StaticCallSelftestResult[] = [];
+  for (const step of STATIC_CALL_SELFTEST) {
+    if (step.update !== null) {
+      for (const _ of sc.staticCallUpdate(key, step.update === "func_a" ? fa : fb, run));
+    }
+    const viaTrampoline = kernel.call(0, labels.get("sc_selftest_caller")!, [step.arg]).value;
+    const viaInline = kernel.call(0, labels.get("sc_selftest_inline")!, [step.arg]).value;
+    out.push({
+      step,
+      viaTrampoline,
+      viaInline,
+      passed: viaTrampoline === step.expect && viaInline === step.expect,
+    });
+  }
+  return out;
+}

@@ -1,0 +1,223 @@
+import assert from "node:assert/strict";
+import { PatchError } from "../lib/errors.ts";
+import { callInsn, rel32Target, textPokeBpRunner } from "../lib/ftrace/batch.ts";
+import { Ftrace } from "../lib/ftrace/ftrace.ts";
+import { FTRACE_OPS_FL_IPMODIFY, FTRACE_OPS_FL_SAVE_REGS, FtraceOps } from "../lib/ftrace/ops.ts";
+import { rel32Straddles } from "../lib/ftrace/trampolines.ts";
+import { nop5 } from "../lib/kernel/constants.ts";
+import { bootKernel, type Kernel } from "../lib/kernel/kernel.ts";
+import { Machine } from "../lib/machine/machine.ts";
+
+interface Setup {
+  k: Kernel;
+  ft: Ftrace;
+  fns: bigint[];
+  /** First argument each body saw, per function. */
+  seen: bigint[][];
+  drive: (g: Generator<unknown, void, unknown>) => void;
+  call: (i: number) => bigint;
+}
+
+function setup(bitness: 32 | 64, offsets = [60, 0, 62]): Setup {
+  const k = bootKernel(new Machine({ bitness }), { entry: bitness === 64 ? "64-gap" : "32-seed" });
+  const ft = new Ftrace(k);
+  const seen: bigint[][] = offsets.map(() => []);
+  offsets.forEach((_, i) => k.bindNative(`body_${i}`, (c) => void seen[i]!.push(c.arg(0))));
+  const fns = ft.loadTracedFunctions(
+    offsets.map((o, i) => ({ name: `fn_${i}`, lineOffset: o, body: `body_${i}` })),
+  );
+  ft.init();
+  const drive = (g: Generator<unknown, void, unknown>) => {
+    for (const _ of g);
+  };
+  const call = (i: number) => {
+    const r = k.call(0, fns[i]!, [0x1000n + BigInt(i)]);
+    assert.ok(r.returned, r.stop.message);
+    return r.value;
+  };
+  return { k, ft, fns, seen, drive, call };
+}
+
+for (const bitness of [64, 32] as const) {
+  const arch = `x86-${bitness}`;
+
+  Deno.test(`Ftrace.init() turns every call __fentry__ into the NOP5 (${arch})`, () => {
+    const { k, fns } = setup(bitness);
+    for (const f of fns) assert.deepEqual(k.mem.readBytes(f, 5), nop5(bitness));
+    assert.ok(rel32Straddles(fns[0]!) && rel32Straddles(fns[2]!) && !rel32Straddles(fns[1]!));
+  });
+
+  Deno.test(`Ftrace.init() refuses a site that is not call __fentry__ and changes nothing (${arch})`, () => {
+    const k = bootKernel(new Machine({ bitness }), {
+      entry: bitness === 64 ? "64-gap" : "32-seed",
+    });
+    const ft = new Ftrace(k);
+    k.bindNative("b", () => {});
+    const [good] = ft.loadTracedFunctions([{ name: "good", lineOffset: 0, body: "b" }]);
+    const bad = k.loadText("bad:\n\tnop\n\tnop\n\tnop\n\tnop\n\tnop\n\tret\n").get("bad")!;
+    ft.addSite(bad);
+    const before = k.mem.readBytes(good!, 5);
+    assert.throws(
+      () => ft.init(),
+      (e: unknown) => e instanceof PatchError && /not call __fentry__/.test(e.message),
+    );
+    assert.deepEqual(k.mem.readBytes(bad, 5), Uint8Array.of(0x90, 0x90, 0x90, 0x90, 0x90));
+    assert.deepEqual(k.mem.readBytes(good!, 5), before);
+    assert.equal(before[0], 0xe8);
+  });
+
+  Deno.test(`FtraceOps filter on one function yields exactly one hit (${arch})`, () => {
+    const s = setup(bitness);
+    let hits = 0;
+    const ops = new FtraceOps("one", (ip) => {
+      assert.equal(ip, s.fns[1]);
+      hits++;
+    }, { filter: [s.fns[1]!] });
+    s.drive(s.ft.registerFtraceFunction(ops, textPokeBpRunner(s.k)));
+    for (let i = 0; i < 3; i++) s.call(i);
+    assert.equal(hits, 1);
+    assert.deepEqual(s.seen.map((x) => x.length), [1, 1, 1]);
+  });
+
+  Deno.test(`Ftrace keeps exact counters for several ops, a changed filter and a removal (${arch})`, () => {
+    const s = setup(bitness);
+    const run = textPokeBpRunner(s.k);
+    const a = new FtraceOps("a", () => {});
+    const b = new FtraceOps("b", () => {}, { filter: [s.fns[0]!] });
+    s.drive(s.ft.registerFtraceFunction(a, run));
+    s.drive(s.ft.registerFtraceFunction(b, run));
+    for (let i = 0; i < 3; i++) s.call(i);
+    assert.deepEqual([a.hits, b.hits], [3, 1]);
+    s.drive(s.ft.setFilter(b, [s.fns[1]!, s.fns[2]!], run));
+    for (let i = 0; i < 3; i++) s.call(i);
+    assert.deepEqual([a.hits, b.hits], [6, 3]);
+    s.drive(s.ft.unregisterFtraceFunction(a, run));
+    for (let i = 0; i < 3; i++) s.call(i);
+    assert.deepEqual([a.hits, b.hits], [6, 5]);
+    s.drive(s.ft.unregisterFtraceFunction(b, run));
+    for (let i = 0; i < 3; i++) s.call(i);
+    assert.deepEqual([a.hits, b.hits], [6, 5]);
+    for (const f of s.fns) assert.deepEqual(s.k.mem.readBytes(f, 5), nop5(bitness));
+  });
+
+  Deno.test(`Ftrace gives a lone ops its own trampoline and two ops the list caller (${arch})`, () => {
+    const s = setup(bitness);
+    const run = textPokeBpRunner(s.k);
+    const a = new FtraceOps("a", () => {});
+    const b = new FtraceOps("b", () => {}, { flags: FTRACE_OPS_FL_SAVE_REGS });
+    const c = new FtraceOps("c", () => {}, { trampoline: false });
+    const target = (f: bigint) => rel32Target(f, s.k.mem.readBytes(f, 5), bitness);
+    s.drive(s.ft.registerFtraceFunction(a, run));
+    assert.ok(a.trampoline !== null);
+    assert.equal(target(s.fns[0]!), a.trampoline!.address);
+    assert.equal(s.ft.callTarget(a.trampoline!.callSite), a.callback);
+    s.drive(s.ft.registerFtraceFunction(c, run));
+    assert.equal(target(s.fns[0]!), s.ft.caller.address);
+    s.drive(s.ft.registerFtraceFunction(b, run));
+    assert.equal(target(s.fns[0]!), s.ft.regsCaller.address);
+    s.call(0);
+    assert.deepEqual([a.hits, b.hits, c.hits], [1, 1, 1]);
+  });
+
+  Deno.test(`Ftrace moves every affected site in one text_poke_bp batch (${arch})`, () => {
+    const s = setup(bitness, [60, 61, 62, 63, 8]);
+    const run = textPokeBpRunner(s.k);
+    const stats = s.k.patcher.stats;
+    const a = new FtraceOps("a", () => {});
+    s.drive(s.ft.registerFtraceFunction(a, run));
+    // ftrace_update_ftrace_func (the two callers' calls), then the five sites.
+    assert.deepEqual([stats.batches, stats.sites], [2, 7]);
+    const b = new FtraceOps("b", () => {});
+    s.drive(s.ft.registerFtraceFunction(b, run));
+    assert.deepEqual([stats.batches, stats.sites], [3, 12]);
+  });
+
+  Deno.test(`ftraceUpdateFtraceFunc() rewrites the call inside both caller trampolines (${arch})`, () => {
+    const s = setup(bitness);
+    const run = textPokeBpRunner(s.k);
+    const ft = s.ft;
+    assert.equal(ft.callTarget(ft.caller.callSite), ft.stub);
+    assert.equal(ft.callTarget(ft.regsCaller.callSite), ft.stub);
+    const a = new FtraceOps("a", () => {});
+    s.drive(ft.registerFtraceFunction(a, run));
+    assert.equal(ft.callTarget(ft.caller.callSite), ft.listFunc);
+    assert.equal(ft.callTarget(ft.regsCaller.callSite), ft.listFunc);
+    assert.equal(ft.updateFuncCall, ft.listFunc);
+    s.drive(ft.unregisterFtraceFunction(a, run));
+    assert.equal(ft.callTarget(ft.regsCaller.callSite), ft.stub);
+    assert.deepEqual(
+      s.k.mem.readBytes(ft.caller.callSite, 5),
+      callInsn(ft.caller.callSite, ft.stub),
+    );
+  });
+
+  Deno.test(`ftrace_regs_caller hands the callback a full pt_regs of the traced function (${arch})`, () => {
+    const s = setup(bitness);
+    const got: Record<string, bigint> = {};
+    const ops = new FtraceOps("regs", (ip, _p, _o, regs) => {
+      assert.ok(regs !== null);
+      got.ip = regs.ip;
+      got.arg = bitness === 64 ? regs.get("di") : regs.get("ax");
+      got.cs = regs.cs;
+      got.fn = ip;
+    }, { flags: FTRACE_OPS_FL_SAVE_REGS });
+    s.drive(s.ft.registerFtraceFunction(ops, textPokeBpRunner(s.k)));
+    s.call(1);
+    assert.equal(got.fn, s.fns[1]);
+    assert.equal(got.ip, s.fns[1]! + 5n);
+    assert.equal(got.arg, 0x1001n);
+    assert.equal(got.cs, bitness === 64 ? 0x10n : 0x60n);
+  });
+
+  Deno.test(`ftrace trampolines restore the registers a callback clobbers (${arch})`, () => {
+    const s = setup(bitness);
+    const scratch = bitness === 64
+      ? ["rax", "rcx", "rdx", "rsi", "rdi", "r8", "r9", "r10", "r11"]
+      : ["eax", "ecx", "edx"];
+    // A C callback may clobber every caller-saved register; the traced function must not see it.
+    const clobber = new FtraceOps("clobber", (_ip, _p, _o, _r, cpu) => {
+      for (const r of scratch) s.k.machine.cpus[cpu]!.setReg(r, 0xdeadn);
+    }, { trampoline: true });
+    s.drive(s.ft.registerFtraceFunction(clobber, textPokeBpRunner(s.k)));
+    s.call(2);
+    assert.deepEqual(s.seen[2], [0x1002n]);
+    // Without a trampoline between them, the same clobber reaches the function body.
+    const k = s.k;
+    k.bindNative("clobber_then_body", (c) => {
+      for (const r of scratch) c.cpu.setReg(r, 0xdeadn);
+    });
+    const naked = k.loadText("naked:\n\tcall\tclobber_then_body\n\tcall\tbody_2\n\tret\n").get(
+      "naked",
+    )!;
+    k.call(0, naked, [0x2002n]);
+    assert.equal(s.seen[2]![1], 0xdeadn);
+  });
+
+  Deno.test(`ftrace_regs_caller returns through regs->ip for an IPMODIFY ops (${arch})`, () => {
+    const s = setup(bitness);
+    const alt = s.k.loadText("alt:\n\tcall\tbody_0\n\tret\n").get("alt")!;
+    const ops = new FtraceOps("redirect", (_ip, _p, _o, regs) => {
+      regs!.ip = alt;
+    }, { flags: FTRACE_OPS_FL_SAVE_REGS | FTRACE_OPS_FL_IPMODIFY, filter: [s.fns[2]!] });
+    s.drive(s.ft.registerFtraceFunction(ops, textPokeBpRunner(s.k)));
+    s.call(2);
+    assert.deepEqual(s.seen[2], []);
+    assert.deepEqual(s.seen[0], [0x1002n]);
+  });
+}
+
+Deno.test("ftrace_ops_list_func does not call a SAVE_REGS ops from ftrace_caller", () => {
+  const s = setup(64);
+  const run = textPokeBpRunner(s.k);
+  const plain = new FtraceOps("plain", () => {}, { trampoline: false });
+  const wants = new FtraceOps("wants", () => {}, {
+    flags: FTRACE_OPS_FL_SAVE_REGS,
+    filter: [s.fns[0]!],
+  });
+  s.drive(s.ft.registerFtraceFunction(plain, run));
+  s.drive(s.ft.registerFtraceFunction(wants, run));
+  s.call(0);
+  s.call(1);
+  assert.deepEqual([plain.hits, wants.hits], [2, 1]);
+  assert.throws(() => s.drive(s.ft.registerFtraceFunction(plain, run)), /already registered/);
+});
