@@ -60,3 +60,57 @@ export type { NativeBinding } from "./lib/machine/native.ts";
 export type { Gate } from "./lib/machine/exceptions.ts";
 export type { CpuCore } from "./lib/x86/state.ts";
 export type { Handler, Slot } from "./lib/x86/execute.ts";
+export {
+  explore,
+  Prng,
+  random,
+  replay,
+  roundRobin,
+  scripted,
+} from "./lib/machine/schedule.ts";
+export type {
+  Explorable,
+  ExploreOptions,
+  ExploreResult,
+  SchedulePolicy,
+} from "./lib/machine/schedule.ts";
+export { SerializeReason, ThreadOp, Trace, TraceKind } from "./lib/machine/trace.ts";
+export type {
+  ExceptionEntryRecord,
+  ExceptionExitRecord,
+  IpiRecord,
+  MiscRecord,
+  RetireRecord,
+  SerializeRecord,
+  StoreRecord,
+  TimelineRecord,
+} from "./lib/machine/trace.ts";
+export {
+  CACHE_LINE_SIZE,
+  CALL_FUNCTION_VECTOR,
+  KernelContext,
+  MAX_INSN_SIZE,
+  NMI_VECTOR,
+  Smp,
+  splitPoint,
+  StepStatus,
+} from "./lib/machine/smp.ts";
+export type {
+  FetchMode,
+  IpiFunction,
+  KernelGen,
+  KernelThread,
+  KernelYield,
+  RunResult,
+  SmpHost,
+  SmpOptions,
+  SmpStopReason,
+} from "./lib/machine/smp.ts";
+export { attachSmp, MachineSmpHost } from "./lib/machine/smp_machine.ts";
+export type { SmpMachineOptions } from "./lib/machine/smp_machine.ts";
+export * from "./lib/kernel/mod.ts";
+export * from "./lib/ftrace/mod.ts";
+export * from "./lib/static_call/mod.ts";
+export * from "./lib/livepatch/mod.ts";
+export * from "./lib/proposals/mod.ts";
+export * from "./lib/experiments/mod.ts";
