@@ -2,7 +2,7 @@
 // assemble() and by GNU as (--64 / --32), must give the same bytes line by line.
 import assert from "node:assert/strict";
 import { assemble } from "../lib/x86/assemble.ts";
-import { hexBytes } from "../lib/errors.ts";
+import { AssemblerError, hexBytes } from "../lib/errors.ts";
 import { corpus } from "./_assemble_corpus.ts";
 
 function haveTool(name: string): boolean {
@@ -108,3 +108,133 @@ Deno.test({
     }
   },
 });
+
+/** 1-based line numbers GNU as reports an error on. */
+function gasErrorLines(lines: string[], bits: 32 | 64): Set<number> {
+  const dir = Deno.makeTempDirSync({ prefix: "textpoke_gas_" });
+  try {
+    Deno.writeTextFileSync(`${dir}/x.s`, lines.join("\n") + "\n");
+    const as = new Deno.Command("as", { args: [`--${bits}`, "-o", `${dir}/x.o`, `${dir}/x.s`] })
+      .outputSync();
+    const err = new TextDecoder().decode(as.stderr);
+    return new Set([...err.matchAll(/x\.s:(\d+): Error:/g)].map((m) => Number(m[1])));
+  } finally {
+    Deno.removeSync(dir, { recursive: true });
+  }
+}
+
+// Prefix and memory-operand forms at the edge of what GAS accepts: `lock` before each
+// instruction family with a register and a memory destination, `rep`/`repne` before them,
+// doubled prefixes, and base/index/scale groups with empty parts.
+function edgeForms(bits: 32 | 64): string[] {
+  const a = bits === 64 ? "%rax" : "%eax", b = bits === 64 ? "%rbx" : "%ebx";
+  const c = bits === 64 ? "%rcx" : "%ecx";
+  const forms = [
+    ...["add", "or", "adc", "sbb", "and", "sub", "xor", "cmp", "test", "mov"].flatMap((
+      op,
+    ) => [`${op}l $1,(${a})`, `${op} %edx,(${a})`, `${op} (${a}),%edx`, `${op} %edx,%ecx`]),
+    ...["inc", "dec", "neg", "not", "mul", "div", "rol", "shr"].flatMap((
+      op,
+    ) => [`${op}l (${a})`, `${op}l %edx`]),
+    ...["bt", "bts", "btr", "btc"].flatMap((op) => [`${op}l $1,(${a})`, `${op} %edx,%ecx`]),
+    `xchg %edx,(${a})`,
+    `xchg (${a}),%edx`,
+    "xchg %edx,%ecx",
+    `cmpxchg %edx,(${a})`,
+    "cmpxchg %edx,%ecx",
+    `xadd %edx,(${a})`,
+    "xadd %edx,%ecx",
+    `push (${a})`,
+    `lea (${a}),%edx`,
+    `jmp *(${a})`,
+    "ret",
+    "ret $8",
+    "nop",
+    `nopl (${a})`,
+    "leave",
+    "pause",
+    "int3",
+    "ud2",
+    "movsb",
+    "stosl",
+    "lodsw",
+    "cmpsb",
+    "scasb",
+  ];
+  const out: string[] = [];
+  for (const f of forms) for (const p of ["", "lock ", "rep ", "repne "]) out.push(p + f);
+  out.push(
+    "lock lock incl (%eax)".replace("%eax", a),
+    "rep repe movsb",
+    "repz repnz stosb",
+    "lock rep lock movsb",
+    "rep lock movsb",
+    "lock rep incl (%eax)".replace("%eax", a),
+    "rep",
+    "lock",
+    "repne",
+    "lock rep",
+    "rep lock",
+    "rep rep",
+  );
+  for (
+    const m of [
+      `(${b},,4)`,
+      `(${b},,1)`,
+      `(${b},)`,
+      `(${b},,)`,
+      "(,,2)",
+      "(,)",
+      "(,,)",
+      `0x10(,,1)`,
+      `(${b},${c},)`,
+      `(,${c})`,
+      `(,${c},)`,
+      `(,${c},2)`,
+      `(${b}, ,2)`,
+      `( ${b} , ${c} , 2 )`,
+      `(${b},${c},2,)`,
+      `(${b},${c},0)`,
+    ]
+  ) out.push(`mov ${m},%eax`);
+  return out;
+}
+
+for (const bits of [64, 32] as const) {
+  Deno.test({
+    name: `assemble() refuses exactly the prefix and memory-operand forms GNU as --${bits} refuses`,
+    ignore: !toolsOk,
+    fn() {
+      const lines = edgeForms(bits);
+      const gasErr = gasErrorLines(lines, bits);
+      const disagree: string[] = [];
+      const ok: string[] = [];
+      lines.forEach((l, i) => {
+        let mine = true;
+        try {
+          assemble(l, { bitness: bits });
+        } catch (e) {
+          assert.ok(e instanceof AssemblerError, `${l}: ${String(e)}`);
+          assert.ok(e.line === 1 && e.column >= 1, `${l}: ${e.message}`);
+          mine = false;
+        }
+        if (mine === gasErr.has(i + 1)) {
+          disagree.push(`${l}: ours ${mine ? "accepts" : "refuses"}, as the opposite`);
+        }
+        if (mine && !gasErr.has(i + 1)) ok.push(l);
+      });
+      assert.deepEqual(disagree, []);
+      assert.ok(gasErr.size > 100 && ok.length > 50, `${gasErr.size} refused, ${ok.length} ok`);
+      // The accepted ones give GAS's bytes.
+      const mine = assemble(ok.join("\n"), { bitness: bits });
+      const gas = gasBytes(ok, bits);
+      let off = 0;
+      for (const rec of mine.lines) {
+        const theirs = hexBytes(gas.subarray(off, off + rec.length));
+        assert.equal(hexBytes(mine.bytes.subarray(off, off + rec.length)), theirs, rec.text);
+        off += rec.length;
+      }
+      assert.equal(mine.bytes.length, gas.length);
+    },
+  });
+}

@@ -127,6 +127,58 @@ Deno.test("assemble() applies prefixes on the same line, on their own line and a
   assert.equal(hex("repne scasb\nrepe cmpsq"), "f2 ae f3 48 a7");
 });
 
+Deno.test("assemble() refuses 'lock' before an instruction that cannot be locked, like GNU as", () => {
+  const notLockable = /expecting a lockable instruction after 'lock': '\w+' cannot be locked/;
+  const regDest =
+    /expecting a lockable instruction after 'lock': '\w+' is lockable only with a memory destination/;
+  throwsAt("lock ror %cl,%rcx", 1, 6, notLockable);
+  throwsAt("nop\n  lock nop", 2, 8, notLockable, 32);
+  throwsAt("lock mov %eax,(%rbx)", 1, 6, notLockable);
+  throwsAt("lock testb $-1,%al", 1, 6, notLockable);
+  throwsAt("lock btl $1,(%rax)", 1, 6, notLockable);
+  throwsAt("lock movsb", 1, 6, notLockable);
+  throwsAt("lock add %eax,%ecx", 1, 6, regDest);
+  throwsAt("lock add (%rax),%eax", 1, 6, regDest);
+  throwsAt("lock xchg %eax,%ecx", 1, 6, regDest);
+  throwsAt("lock cmpxchg %ecx,%edx", 1, 6, regDest);
+  // The lockable ones with a memory destination still assemble; xchg may have it first.
+  assert.equal(
+    hex("lock xchg (%rbx),%eax\nlock xaddl %ecx,(%rax)\nlock btsl $1,(%rax)\nlock notq (%rax)"),
+    "f0 87 03 f0 0f c1 08 f0 0f ba 28 01 f0 48 f7 10",
+  );
+  // On its own statement the prefix is just a byte, as in GAS.
+  assert.equal(hex("lock; incl %eax", 32), "f0 40");
+});
+
+Deno.test("assemble() refuses 'rep' before anything but string instructions, ret and nop", () => {
+  throwsAt("rep add %eax,%ecx", 1, 5, /invalid instruction 'add' after 'rep'/);
+  throwsAt("repne jmp .", 1, 7, /invalid instruction 'jmp' after 'repne'/);
+  throwsAt("rep nopl %eax", 1, 5, /invalid instruction 'nopl' after 'rep'/);
+  throwsAt("lock rep incl (%rax)", 1, 10, /invalid instruction 'incl' after 'rep'/);
+  throwsAt("rep lock", 1, 5, /invalid instruction 'lock' after 'rep'/);
+  assert.equal(hex("rep ret\nrepne ret $8\nrep nop\nrepnz nop"), "f3 c3 f2 c2 08 00 f3 90 f2 90");
+  assert.equal(hex("retw\nrepz retw $4", 32), "66 c3 66 f3 c2 04 00");
+});
+
+Deno.test("assemble() refuses the same type of prefix written twice, like GNU as", () => {
+  throwsAt("lock lock incl (%rax)", 1, 6, /same type of prefix used twice: 'lock' after 'lock'/);
+  throwsAt("rep repne movsb", 1, 5, /same type of prefix used twice: 'repne' after 'rep'/);
+  throwsAt("lock rep rep stosb", 1, 10, /same type of prefix used twice: 'rep' after 'rep'/);
+  // lock and rep are different types; separate statements are separate prefixes.
+  throwsAt("rep lock movsb", 1, 10, /expecting a lockable instruction/);
+  assert.equal(hex("lock;lock incl (%rax)\nrep;rep movsb"), "f0 f0 ff 00 f3 f3 a4");
+});
+
+Deno.test("assemble() refuses a memory operand with nothing or only a scale after the base", () => {
+  throwsAt("mov %ah,0x12345678(%rbx,,4)", 1, 25, /a scale factor needs an index register/);
+  throwsAt("mov (,,2),%eax", 1, 7, /a scale factor needs an index register/);
+  throwsAt("mov (%rbx,,),%eax", 1, 11, /a scale factor needs an index register/);
+  throwsAt("mov (%rbx,),%eax", 1, 11, /expecting an index register or scale factor after ','/);
+  throwsAt("mov (,),%eax", 1, 7, /expecting an index register or scale factor after ','/, 32);
+  // An empty scale after an index register means 1, as in GAS.
+  assert.equal(hex("mov (%rbx,%rcx,),%eax\nmov (,%rcx,),%eax"), "8b 04 0b 8b 04 0d 00 00 00 00");
+});
+
 Deno.test("assemble() picks GAS's encodings for immediates, moffs and accumulator forms", () => {
   assert.equal(hex("mov %eax,%ecx"), "89 c1");
   assert.equal(

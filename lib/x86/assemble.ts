@@ -185,6 +185,65 @@ const PREFIXES: Record<string, number> = {
   repnz: 0xf2,
 };
 
+/** A prefix written before a mnemonic on the same statement. */
+interface WrittenPrefix {
+  /** Lower-case spelling (`lock`, `rep`, `repne`, ...). */
+  name: string;
+  /** 1-based column. */
+  col: number;
+}
+
+/** Instructions that take `lock` when their destination is memory (xchg: either operand). */
+const LOCKABLE = new Set([...ALU, "inc", "dec", "neg", "not", "bts", "btr", "btc"]);
+LOCKABLE.delete("cmp");
+for (const b of ["xchg", "cmpxchg", "xadd"]) LOCKABLE.add(b);
+
+/**
+ * Refuses the prefixes GNU as refuses: `lock` before anything but a lockable instruction
+ * with a memory destination, and `rep`/`repe`/`repne` before anything but a string
+ * instruction, `ret` or a plain `nop`. The double-prefix check is done while reading them.
+ * An unknown mnemonic is left to the encoder to report.
+ */
+function checkPrefixes(
+  written: WrittenPrefix[],
+  mn: string,
+  resolved: Mn | undefined,
+  ops: Operand[],
+  line: number,
+  col: number,
+): void {
+  if (written.length === 0) return;
+  if (PREFIXES[mn] === undefined && resolved === undefined) return;
+  const base = resolved?.base ?? mn;
+  const lock = written.find((w) => w.name === "lock");
+  if (lock) {
+    const dst = ops[ops.length - 1];
+    const memDst = dst?.k === "mem" || (base === "xchg" && ops.some((o) => o.k === "mem"));
+    if (!LOCKABLE.has(base) || !memDst) {
+      const why = LOCKABLE.has(base)
+        ? `'${mn}' is lockable only with a memory destination`
+        : `'${mn}' cannot be locked`;
+      throw new AssemblerError(
+        `expecting a lockable instruction after 'lock': ${why}`,
+        line,
+        col,
+      );
+    }
+  }
+  const rep = written.find((w) => w.name !== "lock");
+  if (rep) {
+    const ok = STRING_OPS.includes(base) || base === "ret" ||
+      (base === "nop" && resolved?.size === undefined && ops.length === 0);
+    if (!ok) {
+      throw new AssemblerError(
+        `invalid instruction '${mn}' after '${rep.name}': only string instructions, ret and nop take it`,
+        line,
+        col,
+      );
+    }
+  }
+}
+
 interface Val {
   v: bigint;
   /** Depends on a label's address (GAS would need a relocation: full-width field). */
@@ -575,19 +634,32 @@ function parseAll(raw: ReturnType<typeof splitStatements>, bits: 32 | 64): Stmt[
       continue;
     }
     // Prefixes.
-    const prefixes: number[] = [];
+    const written: WrittenPrefix[] = [];
     let mn = word;
     let mnCol = startCol;
     while (PREFIXES[mn] !== undefined) {
-      prefixes.push(PREFIXES[mn]!);
+      const same = written.find((w) => (w.name === "lock") === (mn === "lock"));
+      if (same) {
+        c.fail(`same type of prefix used twice: '${mn}' after '${same.name}'`, mnCol - c.col0);
+      }
+      written.push({ name: mn, col: mnCol });
       if (c.done()) break;
       mnCol = c.col();
       mn = c.ident().toLowerCase();
       if (!mn) c.fail(`expected an instruction after the prefix but found '${c.token()}'`);
     }
     if (PREFIXES[mn] !== undefined) {
-      // Prefix on its own: GAS emits the byte by itself.
-      out.push({ k: "raw", bytes: Uint8Array.from(prefixes), line: r.line, col: startCol, text });
+      // Prefix on its own: GAS emits the byte by itself. With several, GAS takes the
+      // last as the instruction, and a prefix cannot be locked or repeated.
+      const last = written.pop()!;
+      checkPrefixes(written, last.name, undefined, [], r.line, last.col);
+      out.push({
+        k: "raw",
+        bytes: Uint8Array.of(PREFIXES[last.name]!),
+        line: r.line,
+        col: startCol,
+        text,
+      });
       continue;
     }
     const ops: Operand[] = [];
@@ -599,11 +671,12 @@ function parseAll(raw: ReturnType<typeof splitStatements>, bits: 32 | 64): Stmt[
         break;
       }
     }
+    checkPrefixes(written, mn, resolveMnemonic(mn, bits), ops, r.line, mnCol);
     out.push({
       k: "insn",
       mn,
       mnCol,
-      prefixes,
+      prefixes: written.map((w) => PREFIXES[w.name]!),
       ops,
       line: r.line,
       col: startCol,

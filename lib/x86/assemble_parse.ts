@@ -296,8 +296,12 @@ export function parseOperand(c: Cursor, locals: LocalCounts): Operand {
     c.pos++;
     if (c.peek() === "%") base = readReg(c);
     if (c.eat(",")) {
+      // GAS wants an index register (or a scale) after the comma: `(%rbx,)` and
+      // `(%rbx,,4)` are refused, `(%rbx,%rcx,)` means scale 1.
       if (c.peek() === "%") index = readReg(c);
-      if (c.eat(",")) {
+      else if (c.peek() === ",") c.fail("a scale factor needs an index register before it");
+      else if (c.peek() === ")") c.fail("expecting an index register or scale factor after ','");
+      if (c.eat(",") && c.peek() !== ")") {
         const p = c.pos;
         const e = parseExpr(c, locals);
         if (e.t !== "num" || ![1n, 2n, 4n, 8n].includes(e.v)) {
