@@ -1,6 +1,12 @@
 import assert from "node:assert/strict";
-import { PatchError } from "../lib/errors.ts";
-import { callInsn, rel32Target, textPokeBpRunner } from "../lib/ftrace/batch.ts";
+import { hexAddr, PatchError } from "../lib/errors.ts";
+import {
+  callInsn,
+  immediateRunner,
+  jmpInsn,
+  rel32Target,
+  textPokeBpRunner,
+} from "../lib/ftrace/batch.ts";
 import { Ftrace } from "../lib/ftrace/ftrace.ts";
 import { FTRACE_OPS_FL_IPMODIFY, FTRACE_OPS_FL_SAVE_REGS, FtraceOps } from "../lib/ftrace/ops.ts";
 import { rel32Straddles } from "../lib/ftrace/trampolines.ts";
@@ -220,4 +226,73 @@ Deno.test("ftrace_ops_list_func does not call a SAVE_REGS ops from ftrace_caller
   s.call(1);
   assert.deepEqual([plain.hits, wants.hits], [2, 1]);
   assert.throws(() => s.drive(s.ft.registerFtraceFunction(plain, run)), /already registered/);
+});
+
+Deno.test("callInsn() and jmpInsn() reach every 32-bit target in 32-bit mode, where eip wraps", () => {
+  // From near the top of the address space to near the bottom: 2^32 - 0x1000 bytes away,
+  // out of rel32 range as a 64-bit distance, one small forward rel32 once eip wraps.
+  const from = 0xfffff000n;
+  const to = 0x1000n;
+  assert.deepEqual([...callInsn(from, to, 32)], [0xe8, 0xfb, 0x1f, 0x00, 0x00]);
+  assert.deepEqual([...jmpInsn(from, to, 32)], [0xe9, 0xfb, 0x1f, 0x00, 0x00]);
+  assert.equal(rel32Target(from, callInsn(from, to, 32), 32), to);
+  // And backwards over the top: 0x1000 -> 0xfffff000.
+  assert.equal(rel32Target(to, jmpInsn(to, from, 32), 32), from);
+  // The same pair in 64-bit mode is out of range, and says so (the default is 64).
+  for (const enc of [() => callInsn(from, to, 64), () => callInsn(from, to)]) {
+    assert.throws(
+      enc,
+      (e: unknown) =>
+        e instanceof PatchError && e.address === from &&
+        e.message.includes(`Target ${hexAddr(to)} is out of rel32 range`) &&
+        e.message.includes(hexAddr(from)),
+    );
+  }
+  // A 64-bit address cannot be named in 32-bit mode at all.
+  assert.throws(
+    () => callInsn(0xffffffff81000000n, to, 32),
+    (e: unknown) =>
+      e instanceof PatchError && e.message.includes("0xffffffff81000000") &&
+      e.message.includes("not a 32-bit address"),
+  );
+  assert.throws(
+    () => jmpInsn(from, 0x100000000n, 32),
+    (e: unknown) =>
+      e instanceof PatchError && /target address is not a 32-bit address/.test(e.message),
+  );
+});
+
+Deno.test("callInsn() in 32-bit mode encodes a call the CPU takes across the top of the address space", () => {
+  // The 32-bit CPU agrees with the encoding: the call at 0xfffff000 lands on the hlt at
+  // 0x1000 and pushes 0xfffff005.
+  const m = new Machine({ bitness: 32 });
+  m.load(0x1000n, Uint8Array.of(0xf4), "rx"); // hlt
+  const page = new Uint8Array(0x1000).fill(0xcc);
+  page.set(callInsn(0xfffff000n, 0x1000n, 32));
+  m.load(0xfffff000n, page, "rx");
+  m.map(0x10000n, 0x1000, "rw");
+  const cpu = m.cpus[0]!;
+  cpu.setReg("esp", 0x11000n);
+  cpu.rip = 0xfffff000n;
+  const stop = m.run({ maxSteps: 10 });
+  assert.equal(stop.kind, "hlt");
+  assert.equal(cpu.rip, 0x1001n);
+  assert.equal(cpu.getReg("esp"), 0x10ffcn);
+  assert.equal(m.memory.readBytes(0x10ffcn, 4).join(), [0x05, 0xf0, 0xff, 0xff].join());
+});
+
+Deno.test("Ftrace on x86-32 patches fentry sites with the bitness-aware callInsn()", () => {
+  const k = bootKernel(new Machine({ bitness: 32 }), { entry: "32-fixup" });
+  const ft = new Ftrace(k);
+  k.bindNative("work", () => {});
+  const [f] = ft.loadTracedFunctions([{ name: "traced", lineOffset: 0, body: "work" }]);
+  ft.init();
+  assert.deepEqual([...k.mem.readBytes(f!, 5)], [...nop5(32)]);
+  let hits = 0;
+  const ops = new FtraceOps("count32", () => hits++, { filter: [f!] });
+  const run = immediateRunner((a, b) => k.textPoke(a, b), (a, n) => k.mem.readBytes(a, n));
+  for (const _ of ft.registerFtraceFunction(ops, run));
+  assert.deepEqual([...k.mem.readBytes(f!, 5)], [...callInsn(f!, ops.trampoline!.address, 32)]);
+  k.call(0, "traced");
+  assert.equal(hits, 1);
 });

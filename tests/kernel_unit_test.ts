@@ -2,7 +2,8 @@
 // pt_regs layouts, the int3_emulate_* helpers, the handler chain, CodeMap and the
 // text_poke_bp validation and protocol.
 import assert from "node:assert/strict";
-import { PatchError } from "../lib/errors.ts";
+import { MachineError, PatchError } from "../lib/errors.ts";
+import { type EntryVariant, int3EntrySource } from "../lib/kernel/entry.ts";
 import { condition } from "../lib/x86/alu.ts";
 import { CodeMap } from "../lib/kernel/code_map.ts";
 import { NOP2, NOP5_32, NOP5_64 } from "../lib/kernel/constants.ts";
@@ -102,6 +103,35 @@ Deno.test("int3EmulatePush() move shifts the truncated 32-bit pt_regs down one w
   assert.equal(moved.sp, 0xc0ffeen);
   // The old top of the interrupted stack was not touched.
   assert.equal(mem.readWord(regs.addressOf("sp"), 4), 0x10fn);
+});
+
+Deno.test("int3EmulatePush() move refuses x86-64 regs with MachineError, writing nothing", () => {
+  const { bytes, mem } = flatMemory(0x1000);
+  const regs = new PtRegs(mem, 0x400n, 64);
+  regs.sp = 0x800n;
+  const before = bytes.slice();
+  assert.throws(
+    () => int3EmulatePush(regs, 0x1234n, "move"),
+    (e: unknown) =>
+      e instanceof MachineError && /x86-32 push emulation only, not for x86-64/.test(e.message) &&
+      e.message.includes("0x400"),
+  );
+  assert.deepEqual([...bytes], [...before]);
+});
+
+Deno.test("PtRegs.offsetOf() and int3EntrySource() refuse what does not exist with MachineError", () => {
+  const { mem } = flatMemory(0x100);
+  assert.throws(
+    () => new PtRegs(mem, 0n, 32).offsetOf("r8"),
+    (e: unknown) => e instanceof MachineError && /x86-32 has no member r8/.test(e.message),
+  );
+  assert.throws(
+    () => int3EntrySource("64-bogus" as EntryVariant),
+    (e: unknown) =>
+      e instanceof MachineError && /Unknown int3 entry variant 64-bogus; known: 64-nogap/.test(
+        e.message,
+      ),
+  );
 });
 
 Deno.test("int3EmulateCall() pushes ip - 1 + 5 and jumps", () => {
@@ -365,14 +395,22 @@ Deno.test("textPokeBp() refuses an address not on an instruction boundary", () =
   const before = bytes.slice();
   assertRefused(
     () => patcher.run(patcher.textPokeBp(BASE + 2n, Uint8Array.of(0xeb, 0x00))),
-    /at 0x10002: not on an instruction boundary/,
+    // It names the instruction the address falls inside: its start and its bytes.
+    /at 0x10002: not on an instruction boundary \(inside the instruction at 0x10000: 0f 1f 44 00 00\)/,
     bytes,
     before,
   );
   // Two bytes at the start of a 5-byte NOP end inside it.
   assertRefused(
     () => patcher.run(patcher.textPokeBp(BASE, Uint8Array.of(0xeb, 0x03))),
-    /0x10002 is not on an instruction boundary/,
+    /0x10002 is not on an instruction boundary \(inside the instruction at 0x10000: 0f 1f 44 00 00\)/,
+    bytes,
+    before,
+  );
+  // Inside the last byte of a call: the walk back finds the call's start.
+  assertRefused(
+    () => patcher.run(patcher.textPokeBp(BASE + 10n, Uint8Array.of(0xcc))),
+    /at 0x1000a: .*inside the instruction at 0x10006: e8 f6 ff ff ff\)/,
     bytes,
     before,
   );

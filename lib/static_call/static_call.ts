@@ -271,12 +271,13 @@ export class StaticCalls {
       new: trampolineInsn(key.trampoline, func, k.bitness),
       role: "sc-trampoline",
     };
-    const want = key.sites.map((s) => inlineInsn(s, func, k.bitness));
+    const inline = key.sites.slice(); // the sites this update covers, fixed now
+    const want = inline.map((s) => inlineInsn(s, func, k.bitness));
     k.mem.writeWord(key.keyAddress, ws, func ?? 0n);
     key.func = func;
     if (!sameBytes(tramp.old, tramp.new)) yield* run([tramp]);
     const sites: PatchSite[] = [];
-    key.sites.forEach((s, i) => {
+    inline.forEach((s, i) => {
       // Read after the trampoline batch: a kernel thread may have yielded meanwhile.
       const old = k.mem.readBytes(s, 5);
       if (!sameBytes(old, want[i]!)) {
