@@ -107,3 +107,4 @@ export * from "./lib/static_call/mod.ts";
 export * from "./lib/livepatch/mod.ts";
 export * from "./lib/proposals/mod.ts";
 export * from "./lib/experiments/mod.ts";
+export * from "./lib/image/mod.ts";

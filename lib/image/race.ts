@@ -1,0 +1,443 @@
+/**
+ * The proposals' race on a real kernel's own straddling sites: the `ftrace-transition`
+ * scenario of `lib/experiments/` (Rostedt, seed 004: ops A with its own trampoline and ops
+ * B wanting regs on the same functions; each transition is NOP5 → A's trampoline →
+ * `ftrace_regs_caller` → A's trampoline → NOP5), but the patched sites are the image's
+ * fentry sites whose rel32 straddles a 64-byte line, at their own addresses and line
+ * offsets, with their own bytes.
+ *
+ * What is real and what is not: the 5 bytes of each site, its address and cache line are
+ * the image's; the function body after the site is replaced by an observer native bound
+ * at `site + 5` (the real bodies touch per-CPU data and locks the machine does not have),
+ * exactly as the model harness makes every body a native. Workers on CPUs 1.. call the
+ * sites in a loop; each execution is classified with {@link classifyExecution}.
+ *
+ * @module
+ */
+
+import { hexAddr } from "../errors.ts";
+import { rel32Target } from "../ftrace/batch.ts";
+import { FTRACE_OPS_FL_SAVE_REGS, FtraceOps } from "../ftrace/ops.ts";
+import { rel32Straddles } from "../ftrace/trampolines.ts";
+import { X86_EFLAGS_IF } from "../kernel/constants.ts";
+import type { NativeCall } from "../machine/native.ts";
+import type { FetchMode, KernelGen } from "../machine/smp.ts";
+import { defaultEntry, installProposal } from "../proposals/handler.ts";
+import { proposal as lookupProposal } from "../proposals/proposals.ts";
+import {
+  classifyExecution,
+  type ExecutionClass,
+  type TransitionWindow,
+} from "../experiments/classify.ts";
+import type { KernelImage } from "./image.ts";
+import { bootRealKernel, ftraceBoot } from "./real_kernel.ts";
+import type { TextWalk } from "./walk.ts";
+
+/** Options of {@link realKernelRace}. */
+export interface RealRaceOptions {
+  /** A preset id of `lib/proposals` (`gap-plain-offset`, `text-poke-emulate`, …). */
+  proposal: string;
+  /** At most this many straddling sites (default: every one in `.text`). */
+  sites?: number;
+  /** Transitions (full NOP5 → A → regs caller → A → NOP5 cycles; default 20). */
+  transitions?: number;
+  /** CPUs, the patcher's included (default 4). */
+  cpus?: number;
+  /** Scheduler seed (default 1). */
+  seed?: number;
+  /** Instruction-fetch mode (default `torn`). */
+  mode?: FetchMode;
+  /** Patcher steps of quiet between batches (default 120). */
+  quiet?: number;
+  /** Scheduling-step budget (default 20,000,000). */
+  maxSteps?: number;
+  /** Record per-CPU timelines. */
+  timelines?: boolean;
+}
+
+/** One execution of a site, for timelines. */
+export interface RealRaceEvent {
+  /** Start step. */
+  readonly t0: number;
+  /** End step. */
+  readonly t1: number;
+  /** Index of the site. */
+  readonly site: number;
+  /** Its class. */
+  readonly class: ExecutionClass;
+  /** Why it crashed. */
+  readonly why?: string;
+}
+
+/** The result of {@link realKernelRace}. */
+export interface RealRaceRecord {
+  /** Preset id. */
+  readonly proposal: string;
+  /** Push strategy. */
+  readonly push: string;
+  /** Target strategy. */
+  readonly target: string;
+  /** The int3 entry booted. */
+  readonly entry: string;
+  /** Fetch mode. */
+  readonly mode: FetchMode;
+  /** CPUs. */
+  readonly cpus: number;
+  /** Seed. */
+  readonly seed: number;
+  /** The sites: link address, `function+off`, offset in the 64-byte line. */
+  readonly sites: readonly {
+    readonly address: string;
+    readonly where: string;
+    readonly lineOffset: number;
+  }[];
+  /** Transitions performed. */
+  transitions: number;
+  /** Executions observed. */
+  executions: number;
+  /** As the old instruction. */
+  old: number;
+  /** As the new instruction. */
+  new: number;
+  /** A call both instructions make did not happen. */
+  skipped: number;
+  /** A call to a target neither names. */
+  other: number;
+  /** Faulted, oopsed, hung or corrupted a frame. */
+  crashed: number;
+  /** Scheduling steps. */
+  steps: number;
+  /** How the run ended, if not normally. */
+  note: string;
+  /** Wall time, ms. */
+  ms: number;
+  /** Per-CPU timelines of CPUs 1.., when asked for. */
+  timelines?: RealRaceEvent[][];
+}
+
+const CANARIES: [string, bigint][] = [
+  ["rbx", 0xb0b0b0b0b0b0b0bn],
+  ["rbp", 0xbeefbeefbeefbeefn],
+  ["r12", 0x1212121212121212n],
+  ["r13", 0x1313131313131313n],
+  ["r14", 0x1414141414141414n],
+  ["r15", 0x1515151515151515n],
+];
+const HANG_STEPS = 40_000;
+
+interface Open {
+  site: number;
+  t0: number;
+  target: bigint | null;
+  probes: number;
+  crashed: boolean;
+  why: string;
+}
+
+/**
+ * Runs one proposal's race on a real image's straddling fentry sites.
+ *
+ * @param image The loaded image.
+ * @param walk A walk of its `.text`.
+ * @param options The proposal and the machine.
+ * @returns Counts per class (and timelines when asked).
+ * @example
+ * ```ts ignore
+ * const r = realKernelRace(img, walkText(img), { proposal: "gap-plain-offset" });
+ * console.log(r.old, r.new, r.other, r.crashed);
+ * ```
+ */
+export function realKernelRace(
+  image: KernelImage,
+  walk: TextWalk,
+  options: RealRaceOptions,
+): RealRaceRecord {
+  const t0 = performance.now();
+  const p = lookupProposal(options.proposal);
+  const cpus = options.cpus ?? 4;
+  const seed = options.seed ?? 1;
+  const mode = options.mode ?? "torn";
+  const entry = defaultEntry(p.push, 64) as "64-gap" | "64-nogap";
+  const rk = bootRealKernel(image, walk, { cpus, seed, fetch: mode, entry });
+  ftraceBoot(rk);
+  const { kernel: k, smp, ftrace, slide, machine } = rk;
+  const handler = installProposal(k, { push: p.push, target: p.target, ftrace });
+  const all = ftrace.sites.filter((s) => rel32Straddles(s));
+  const sites = all.slice(0, options.sites ?? all.length);
+  // Only the raced sites stay ftrace records: every update plans over all records, and
+  // the other ~35,600 would only be read and left alone.
+  ftrace.sites.length = 0;
+  ftrace.sites.push(...sites);
+  const rec: RealRaceRecord = {
+    proposal: p.id,
+    push: p.push,
+    target: p.target,
+    entry,
+    mode,
+    cpus,
+    seed,
+    sites: sites.map((s) => ({
+      address: hexAddr(s - slide),
+      where: image.describe(s - slide),
+      lineOffset: Number(s & 63n),
+    })),
+    transitions: 0,
+    executions: 0,
+    old: 0,
+    new: 0,
+    skipped: 0,
+    other: 0,
+    crashed: 0,
+    steps: 0,
+    note: "",
+    ms: 0,
+  };
+  if (sites.length === 0) {
+    rec.note = "the image has no fentry site whose rel32 straddles a line";
+    return rec;
+  }
+  const timelines: RealRaceEvent[][] | null = options.timelines
+    ? Array.from({ length: cpus }, () => [])
+    : null;
+  const windows = new Map<bigint, TransitionWindow[]>();
+  const open: (Open | null)[] = new Array(cpus).fill(null);
+  const lastClosed: (RealRaceEvent | null)[] = new Array(cpus).fill(null);
+  const lastProgress: number[] = new Array(cpus).fill(0);
+  const pendingRestart = new Set<number>();
+  const now = () => smp.steps;
+
+  // Workers: canaries in the callee-saved registers, then mark + call, site after site.
+  const canarySrc = CANARIES.map(([r, v]) => `\tmovabs $${hexAddr(v)}, %${r}\n`).join("");
+  k.bindNative("__race_mark", (call) => mark(call));
+  const calls = sites.map((s, i) => `\tmov $${i}, %edi\n\tcall __race_mark\n\tcall ${hexAddr(s)}\n`)
+    .join("");
+  const labels = k.loadText(
+    `race_worker:\n${canarySrc}race_loop:\n${calls}\tjmp race_loop\n`,
+    { name: "real race workers" },
+  );
+  const workerEntry = labels.get("race_worker")!;
+  sites.forEach((s, i) => {
+    machine.bindNative(s + 5n, (call) => body(call, i), `race_body_${i}`);
+  });
+
+  const close = (cpu: number, e: Open): void => {
+    open[cpu] = null;
+    const t1 = now();
+    lastProgress[cpu] = t1;
+    const cls = classifyExecution(
+      { t0: e.t0, t1, target: e.target, crashed: e.crashed, oldBodyRan: false },
+      windows.get(sites[e.site]!) ?? [],
+      null,
+    );
+    rec.executions++;
+    rec[cls]++;
+    const ev: RealRaceEvent = e.why !== ""
+      ? { t0: e.t0, t1, site: e.site, class: cls, why: e.why }
+      : { t0: e.t0, t1, site: e.site, class: cls };
+    lastClosed[cpu] = ev;
+    timelines?.[cpu]?.push(ev);
+  };
+  const recrash = (cpu: number, why: string): void => {
+    const last = lastClosed[cpu];
+    if (last === null || last === undefined || last.class === "crashed") return;
+    rec[last.class]--;
+    rec.crashed++;
+    const ev: RealRaceEvent = { ...last, class: "crashed", why };
+    lastClosed[cpu] = ev;
+    const tl = timelines?.[cpu];
+    if (tl !== undefined && tl.length > 0 && tl[tl.length - 1] === last) tl[tl.length - 1] = ev;
+  };
+  const clearPercpu = (cpu: number) => {
+    k.mem.writeBytes(handler.percpu[cpu]!, new Uint8Array(64));
+  };
+  // From inside a native: its `ret` pops the worker entry.
+  const restart = (call: NativeCall, cpu: number): void => {
+    const c = call.cpu;
+    const top = k.taskStackTop(cpu);
+    k.mem.writeWord(top - 8n, 8, workerEntry);
+    c.setReg("rsp", top - 8n);
+    c.rflags = BigInt(X86_EFLAGS_IF | 2);
+    c.cs = k.sel.kernelCs;
+    c.ss = k.sel.kernelDs;
+    clearPercpu(cpu);
+    open[cpu] = null;
+    lastProgress[cpu] = now();
+  };
+  const restartOutside = (cpu: number): void => {
+    const c = machine.cpus[cpu]!;
+    c.setReg("rsp", k.taskStackTop(cpu));
+    c.rflags = BigInt(X86_EFLAGS_IF | 2);
+    c.cs = k.sel.kernelCs;
+    c.ss = k.sel.kernelDs;
+    c.rip = workerEntry;
+    clearPercpu(cpu);
+    open[cpu] = null;
+    lastProgress[cpu] = now();
+    smp.touch();
+  };
+  const kill = (cpu: number, why: string, inNative: boolean): void => {
+    const e = open[cpu];
+    if (e !== null && e !== undefined) {
+      e.crashed = true;
+      e.why = why;
+      close(cpu, e);
+    } else recrash(cpu, why);
+    if (!inNative) restartOutside(cpu);
+    else pendingRestart.add(cpu);
+  };
+  function mark(call: NativeCall): void {
+    const cpu = call.cpu.index;
+    const prev = open[cpu];
+    if (prev !== null && prev !== undefined) {
+      prev.crashed = true;
+      prev.why ||= "the site never reached its body";
+      close(cpu, prev);
+    }
+    const c = call.cpu;
+    const want = k.taskStackTop(cpu) - 8n;
+    const sp = c.getReg("rsp");
+    let bad = sp !== want ? `stack pointer ${hexAddr(sp)} instead of ${hexAddr(want)}` : "";
+    for (const [r, v] of CANARIES) {
+      if (c.getReg(r) !== v) bad ||= `callee-saved ${r} clobbered`;
+    }
+    if (c.ss !== k.sel.kernelDs) bad ||= `ss is 0x${c.ss.toString(16)} after an iret`;
+    if (bad !== "") {
+      recrash(cpu, bad);
+      restart(call, cpu);
+      return;
+    }
+    lastProgress[cpu] = now();
+    open[cpu] = {
+      site: Number(call.arg(0)),
+      t0: now(),
+      target: null,
+      probes: 0,
+      crashed: false,
+      why: "",
+    };
+  }
+  function body(call: NativeCall, i: number): void {
+    const cpu = call.cpu.index;
+    const e = open[cpu];
+    if (e === null || e === undefined) return;
+    if (e.site !== i) {
+      e.crashed = true;
+      e.why ||= `body of site ${i} ran for site ${e.site}`;
+    }
+    const sp = call.cpu.getReg("rsp");
+    const want = k.taskStackTop(cpu) - 8n;
+    if (sp !== want) {
+      e.crashed = true;
+      e.why ||= `body ran with the stack pointer at ${hexAddr(sp)}`;
+    }
+    if (call.cpu.ss !== k.sel.kernelDs) {
+      e.crashed = true;
+      e.why ||= `ss is 0x${call.cpu.ss.toString(16)}: an iret went through a clobbered frame`;
+    }
+    close(cpu, e);
+  }
+  ftrace.onProbe = (cpu, target, ret) => {
+    const e = open[cpu];
+    if (e === null || e === undefined) return;
+    if (e.probes++ > 0) return;
+    e.target = target;
+    const want = sites[e.site]! + 5n;
+    if (ret !== want) {
+      e.crashed = true;
+      e.why = `return address ${hexAddr(ret)} instead of ${hexAddr(want)}`;
+    }
+  };
+  for (const v of [0, 6, 8, 10, 11, 12, 13, 14]) {
+    k.bindNative(`exc_${v}`, (call) => {
+      const c = call.cpu;
+      const sp = c.getReg("rsp");
+      const withCode = v === 8 || (v >= 10 && v <= 14);
+      const ip = k.mem.readWord(sp + (withCode ? 8n : 0n), 8);
+      kill(c.index, `exception ${v} at ${hexAddr(ip)}`, true);
+      pendingRestart.delete(c.index);
+      restart(call, c.index);
+    });
+  }
+  k.dispatch.onOops = (e) => kill(e.cpu, e.message, true);
+  for (const name of ["do_int3", "do_kernel_int3"]) {
+    const at = k.symbols.get(name);
+    if (at === undefined) continue;
+    const inner = machine.natives.get(machine.memory.toNumber(at))!.fn;
+    k.bindNative(name, (call) => {
+      const r = inner(call);
+      if (pendingRestart.delete(call.cpu.index)) {
+        restart(call, call.cpu.index);
+        return undefined;
+      }
+      return r;
+    });
+  }
+  let batchOpen: TransitionWindow[] = [];
+  handler.onBatch = (phase, batch) => {
+    if (phase === "begin") {
+      batchOpen = [];
+      for (const s of batch) {
+        const w: TransitionWindow = {
+          t0: now(),
+          t1: Infinity,
+          oldTarget: rel32Target(s.address, s.old, 64),
+          newTarget: rel32Target(s.address, s.new, 64),
+        };
+        let list = windows.get(s.address);
+        if (list === undefined) windows.set(s.address, list = []);
+        list.push(w);
+        batchOpen.push(w);
+      }
+      return;
+    }
+    for (const w of batchOpen) w.t1 = now();
+    batchOpen = [];
+  };
+  for (let c = 1; c < cpus; c++) restartOutside(c);
+
+  const opsA = new FtraceOps("race_a", () => {}, { filter: sites });
+  const opsB = new FtraceOps("race_b", () => {}, { filter: sites, flags: FTRACE_OPS_FL_SAVE_REGS });
+  const transitions = options.transitions ?? 20;
+  const quiet = options.quiet ?? 120;
+  const thread = smp.spawn(0, function* (kc): KernelGen {
+    const run = handler.threadRunner(kc, smp);
+    const q = function* () {
+      for (let i = 0; i < quiet; i++) yield* kc.step();
+    };
+    for (let t = 0; t < transitions; t++) {
+      yield* ftrace.registerFtraceFunction(opsA, run) as KernelGen;
+      yield* q();
+      yield* ftrace.registerFtraceFunction(opsB, run) as KernelGen;
+      yield* q();
+      yield* ftrace.unregisterFtraceFunction(opsB, run) as KernelGen;
+      yield* q();
+      yield* ftrace.unregisterFtraceFunction(opsA, run) as KernelGen;
+      yield* q();
+      rec.transitions++;
+    }
+  });
+  const budget = options.maxSteps ?? 20_000_000;
+  while (!thread.done) {
+    const r = smp.run(Math.min(2_000, budget - smp.steps));
+    if (thread.done) break;
+    if (r.reason === "budget" && smp.steps >= budget) {
+      rec.note = `step budget of ${budget} ran out`;
+      break;
+    }
+    if (r.reason !== "budget") {
+      rec.note = `${r.reason}: ${r.message}`;
+      break;
+    }
+    const t = now();
+    for (let c = 1; c < cpus; c++) {
+      if (t - lastProgress[c]! > HANG_STEPS) kill(c, "hung", false);
+    }
+  }
+  if (thread.error !== undefined && thread.error !== null && rec.note === "") {
+    rec.note = `patcher thread: ${String(thread.error)}`;
+  }
+  rec.steps = smp.steps;
+  rec.ms = performance.now() - t0;
+  if (timelines !== null) rec.timelines = timelines.slice(1);
+  return rec;
+}
