@@ -35,26 +35,16 @@ Deno.test("Machine.map() refuses to go over memoryLimit, names the limit and add
   assert.equal(m.memory.usedBytes, 4 * PAGE_SIZE);
 });
 
-// KNOWN BUG (lib/machine/machine.ts, Machine.load): it maps page by page, so a load that
-// runs out of memory half way leaves its first pages mapped (and reports "mapping 1 pages
-// at 0x9000" for a 2-page load at 0x8000). Ignored until fixed; TEXTPOKE_KNOWN_BUGS=1 runs it.
-const knownBugs = Deno.env.get("TEXTPOKE_KNOWN_BUGS") === "1";
-if (!knownBugs) {
-  console.warn(
-    "KNOWN BUG (ignored until fixed): Machine.load() leaves pages mapped when it hits memoryLimit",
-  );
-}
-Deno.test({
-  name: "Machine.load() over memoryLimit throws MachineError and maps or writes nothing",
-  ignore: !knownBugs,
-}, () => {
+Deno.test("Machine.load() over memoryLimit throws MachineError and maps or writes nothing", () => {
   const m = new Machine({ bitness: 32, memoryLimit: 2 * PAGE_SIZE });
   m.load(0x1000n, [0x90, 0x90], "rx");
   const before = stateHash(m);
   assert.throws(
     () => m.load(0x8000n, new Uint8Array(2 * PAGE_SIZE).fill(0xcc), "rwx"),
     (e: unknown) =>
-      e instanceof MachineError && /Memory limit of 8192 bytes exceeded/.test(e.message),
+      e instanceof MachineError &&
+      /Memory limit of 8192 bytes exceeded: loading 8192 bytes at 0x8000 maps 2 new pages/
+        .test(e.message),
   );
   assert.equal(stateHash(m), before);
 });

@@ -30,6 +30,7 @@ import { makeNativeBinding, type NativeBinding, type NativeFunction } from "./na
 import type { SchedulePolicy } from "./schedule.ts";
 import type { FetchMode, KernelContext, KernelGen, KernelThread, Smp } from "./smp.ts";
 import { attachSmp, type MachineSmpHost } from "./smp_machine.ts";
+import { machineStateHash } from "./state_hash.ts";
 
 /** Options of a {@link Machine}. */
 export interface MachineOptions {
@@ -289,6 +290,28 @@ export class Machine {
   traceHash(): string {
     return this.needSmp("A trace hash").trace.hash();
   }
+  /**
+   * A hash of everything observable in the machine — registers, flags, selectors, CPL,
+   * CR2, TSS, halt state, steps and queued interrupts of every CPU, the page table and
+   * the contents of every mapped frame, the IDT, the natives, and the SMP layer's state —
+   * so "after the error the machine is exactly as before" is one comparison.
+   *
+   * @example
+   * ```ts
+   * import { Machine } from "@textpoke/textpoke";
+   *
+   * const m = new Machine({ bitness: 64 });
+   * const before = m.stateHash();
+   * m.map(0x1000n, 0x1000, "rw");
+   * console.log(m.stateHash() !== before); // true
+   * ```
+   *
+   * @param other Further plain state to fold in (bigints allowed), e.g. a patcher's counters.
+   * @returns 16 hex digits.
+   */
+  stateHash(other?: unknown): string {
+    return machineStateHash(this, other);
+  }
 
   // -------------------------------------------------------------------------------------
   // Memory
@@ -319,8 +342,19 @@ export class Machine {
     const start = this.memory.toNumber(address);
     const first = Math.floor(start / PAGE_SIZE);
     const last = Math.floor((start + n - 1) / PAGE_SIZE);
-    for (let p = first; p <= last; p++) {
-      if (this.memory.pages.has(p)) continue;
+    // Check the whole load before mapping anything, so a refused load leaves the machine
+    // exactly as it was (no half-mapped range).
+    const missing: number[] = [];
+    for (let p = first; p <= last; p++) if (!this.memory.pages.has(p)) missing.push(p);
+    const need = this.memory.usedBytes + missing.length * PAGE_SIZE;
+    if (need > this.memory.limit) {
+      throw new MachineError(
+        `Memory limit of ${this.memory.limit} bytes exceeded: loading ${n} bytes at ${
+          hexAddr(address)
+        } maps ${missing.length} new pages and needs ${need} bytes`,
+      );
+    }
+    for (const p of missing) {
       this.memory.map(this.memory.toBigInt(p * PAGE_SIZE), PAGE_SIZE, perms, options);
     }
     this.memory.writeBytes(address, bytes);

@@ -1,14 +1,7 @@
 /**
- * A hash of everything observable in a machine, for "after the error the machine is
- * exactly as before" and for determinism checks: every CPU's registers, flags, selectors,
- * privilege, CR2, TSS, halt state, step count and queued interrupts; the page table
- * (virtual page, frame, permissions) and the contents of every mapped frame; the IDT and
- * the native bindings; and, when given, the SMP layer's trace hash and step count and the
- * kernel patcher's state.
- *
- * Built from the public API, except the per-CPU queue of pending interrupts, which the
- * machine does not expose (read here through a cast). This belongs in the library
- * (`Machine.stateHash()`); see the fuzz report.
+ * The tests' state hash: {@link Machine.stateHash} (the library's hash of everything
+ * observable in a machine, its SMP layer included) plus, when given, a kernel patcher's
+ * state and any other plain data.
  *
  * @module
  */
@@ -19,7 +12,7 @@ import type { TextPatcher } from "../../lib/kernel/text_poke.ts";
 
 /** What else to fold into {@link stateHash}. */
 export interface StateHashExtras {
-  /** The SMP layer: its trace hash, steps and per-CPU stopped / NMI state. */
+  /** An SMP layer not attached to the machine (the machine's own is always included). */
   smp?: Smp | null;
   /** A kernel's patcher: whether a batch is in flight, and its counters. */
   patcher?: TextPatcher;
@@ -27,122 +20,36 @@ export interface StateHashExtras {
   other?: unknown;
 }
 
-class Hasher {
-  a = 0x811c9dc5 | 0;
-  b = 0x2545f491 | 0;
-  word(w: number): void {
-    this.a = Math.imul(this.a ^ (w | 0), 16777619);
-    const x = this.b ^ (w | 0);
-    this.b = (Math.imul((x << 13) | (x >>> 19), 0x5bd1e995) + 0x6b43a9b5) | 0;
-  }
-  num(n: number): void {
-    // Exact for any safe integer (and stable for NaN / fractions, which should not occur).
-    if (Number.isInteger(n)) {
-      this.word(n % 4294967296);
-      this.word(Math.floor(n / 4294967296));
-    } else this.str(String(n));
-  }
-  big(v: bigint): void {
-    this.word(Number(BigInt.asUintN(32, v)));
-    this.word(Number(BigInt.asUintN(32, v >> 32n)));
-  }
-  str(s: string): void {
-    this.word(s.length);
-    for (let i = 0; i < s.length; i++) this.word(s.charCodeAt(i));
-  }
-  bytes(b: Uint8Array): void {
-    this.word(b.length);
-    let i = 0;
-    for (; i + 4 <= b.length; i += 4) {
-      this.word(b[i]! | (b[i + 1]! << 8) | (b[i + 2]! << 16) | (b[i + 3]! << 24));
-    }
-    for (; i < b.length; i++) this.word(b[i]!);
-  }
-  hex(): string {
-    return (this.a >>> 0).toString(16).padStart(8, "0") +
-      (this.b >>> 0).toString(16).padStart(8, "0");
-  }
-}
-
 /**
- * Hashes the whole observable state of a machine (see the module doc).
+ * Hashes the whole observable state of a machine and the extras.
  *
  * @param m The machine.
- * @param extras SMP layer, patcher and other state to include.
+ * @param extras Patcher and other state to include.
  * @returns 16 hex digits.
  */
 export function stateHash(m: Machine, extras: StateHashExtras = {}): string {
-  const h = new Hasher();
-  h.word(m.bitness);
-  h.word(m.cpus.length);
-  for (const cpu of m.cpus) {
-    for (let r = 0; r < 16; r++) {
-      h.word(cpu.lo[r]!);
-      h.word(cpu.hi[r]!);
+  const smp = extras.smp && extras.smp !== m.smp
+    ? {
+      trace: extras.smp.trace.hash(),
+      steps: extras.smp.steps,
+      cpus: Array.from({ length: extras.smp.cpuCount }, (_, c) => [
+        extras.smp!.isStopped(c),
+        extras.smp!.nmiBlocked(c),
+        extras.smp!.hasPendingCode(c),
+      ]),
     }
-    h.num(cpu.ip);
-    h.word(cpu.flags);
-    for (let s = 0; s < 6; s++) h.word(cpu.sreg[s]!);
-    h.word(cpu.cpl);
-    h.num(cpu.fsBase);
-    h.num(cpu.gsBase);
-    h.num(cpu.cr2Value);
-    h.big(cpu.tss.sp0);
-    h.word(cpu.tss.ss0);
-    h.word(cpu.halted ? 1 : 0);
-    h.num(cpu.steps);
-    const queued = (cpu as unknown as { pendingIrq?: number[] }).pendingIrq;
-    h.word(queued?.length ?? -1);
-    for (const v of queued ?? []) h.word(v);
-  }
-  const mem = m.memory;
-  h.num(mem.usedBytes);
-  const pages = [...mem.pages.entries()].sort((x, y) => x[0] - y[0]);
-  h.word(pages.length);
-  const seen = new Set<number>();
-  for (const [vpn, entry] of pages) {
-    h.num(vpn);
-    h.num(entry);
-    const frame = Math.floor(entry / 16);
-    if (seen.has(frame)) continue;
-    seen.add(frame);
-    const bytes = mem.frames[frame];
-    if (bytes === undefined) h.word(-1);
-    else h.bytes(bytes);
-  }
-  for (let v = 0; v < 256; v++) {
-    const g = m.idt[v];
-    if (g === undefined) continue;
-    h.word(v);
-    h.num(g.handler);
-    h.str(g.type);
-    h.word(g.dpl);
-  }
-  for (const [at, b] of [...m.natives.entries()].sort((x, y) => x[0] - y[0])) {
-    h.num(at);
-    h.str(b.name);
-  }
-  const smp = extras.smp;
-  if (smp) {
-    h.str(smp.trace.hash());
-    h.num(smp.steps);
-    for (let c = 0; c < smp.cpuCount; c++) {
-      h.word(smp.isStopped(c) ? 1 : 0);
-      h.word(smp.nmiBlocked(c) ? 1 : 0);
-      h.word(smp.hasPendingCode(c) ? 1 : 0);
-      const t = smp.thread(c);
-      h.word(t === null ? -1 : t.done ? 1 : 0);
-    }
-  }
+    : undefined;
   const p = extras.patcher;
-  if (p) {
-    h.word(p.inProgress ? 1 : 0);
-    h.num(p.stats.emulated);
-    h.num(p.stats.batches);
-    h.num(p.stats.sites);
+  const patcher = p
+    ? {
+      inProgress: p.inProgress,
+      emulated: p.stats.emulated,
+      batches: p.stats.batches,
+      sites: p.stats.sites,
+    }
+    : undefined;
+  if (smp === undefined && patcher === undefined && extras.other === undefined) {
+    return m.stateHash();
   }
-  if (extras.other !== undefined) {
-    h.str(JSON.stringify(extras.other, (_k, v) => typeof v === "bigint" ? `${v}n` : v));
-  }
-  return h.hex();
+  return m.stateHash({ smp, patcher, other: extras.other });
 }
