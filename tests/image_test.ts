@@ -6,19 +6,24 @@ import { lz4LegacyDecompress } from "../lib/image/lz4.ts";
 import {
   bootRealKernel,
   ftraceBoot,
-  REAL_KERNEL_SLIDE,
+  realStaticCalls,
   runFtraceAll,
   runStaticCallUpdate,
 } from "../lib/image/real_kernel.ts";
 import { formatKernelReport, kernelReport } from "../lib/image/report.ts";
 import { realKernelRace } from "../lib/image/race.ts";
 import { parseSystemMap } from "../lib/image/system_map.ts";
+import { callInsn, jmpInsn } from "../lib/ftrace/batch.ts";
+import { bootKernel, MODULE_AREA_LAYOUT_64 } from "../lib/kernel/kernel.ts";
+import { Machine } from "../lib/machine/machine.ts";
+import { Ftrace } from "../lib/ftrace/ftrace.ts";
 import { checkBoundaries, walkText } from "../lib/image/walk.ts";
 import {
   DATA,
   INIT_TEXT,
   lz4LegacyPayload,
   OFF,
+  RODATA,
   syntheticBzImage,
   syntheticSystemMap,
   syntheticVmlinux,
@@ -277,7 +282,7 @@ Deno.test("runFtraceAll() enables and disables every .text site in one batch on 
 Deno.test("ftraceBoot() refuses a site whose bytes changed after loading", () => {
   const img = loadKernelImage(syntheticVmlinux(), { name: NAME });
   const rk = bootRealKernel(img, walkText(img), { cpus: 2 });
-  rk.machine.memory.writeBytes(at(OFF.funcC) + REAL_KERNEL_SLIDE, [0x90]);
+  rk.machine.memory.writeBytes(at(OFF.funcC), [0x90]);
   imageError(
     () => ftraceBoot(rk),
     "ftrace_init: site 0xffffffff810000c0 (func_c)",
@@ -285,22 +290,75 @@ Deno.test("ftraceBoot() refuses a site whose bytes changed after loading", () =>
   );
 });
 
-Deno.test("runStaticCallUpdate() moves a real key's call sites and leaves the tail call", () => {
+Deno.test("bootRealKernel() maps the image at its link addresses and the model in the module area", () => {
+  const img = loadKernelImage(syntheticVmlinux(), { name: NAME });
+  const rk = bootRealKernel(img, walkText(img), { cpus: 2 });
+  const k = rk.kernel;
+  assert.equal(k.layout.textBase, MODULE_AREA_LAYOUT_64.textBase);
+  assert.equal(k.layout.dataBase, MODULE_AREA_LAYOUT_64.dataBase);
+  for (const [name, s] of img.sections) {
+    assert.deepEqual(rk.machine.memory.readBytes(s.addr, 16), s.bytes.subarray(0, 16), name);
+  }
+  assert.deepEqual(rk.mapped.map((m) => [m.name, m.address]), [
+    ...[...img.sections.values()].map((s) => [s.name, s.addr]),
+  ]);
+  // The model's natives and entry are outside the image; the image's .text is kernel text
+  // (alias, code map) and stays read-only through its own mapping.
+  assert.ok(k.symbol("int3") >= MODULE_AREA_LAYOUT_64.textBase);
+  assert.equal(k.aliasOf(at(OFF.funcA)), at(OFF.funcA) + k.layout.textAlias - k.layout.textBase);
+  assert.equal(k.code.isBoundary(at(OFF.funcA + 5)), true);
+  assert.equal(k.code.isBoundary(at(OFF.funcA + 6)), false);
+  assert.deepEqual(k.textRanges.map((r) => [r.start, r.size]), [[TEXT, OFF.end]]);
+  assert.throws(() => k.mem.writeBytes(at(OFF.funcA), Uint8Array.of(0x90)), /read-only/);
+});
+
+Deno.test("Kernel.mapText() refuses a range over mapped memory, mapping nothing", () => {
+  const img = loadKernelImage(syntheticVmlinux(), { name: NAME });
+  const rk = bootRealKernel(img, walkText(img), { cpus: 1 });
+  const k = rk.kernel;
+  const pages = rk.machine.memory.pages.size;
+  // Over the image's .rodata, and over the model's own text.
+  assert.throws(() => k.mapText(RODATA, new Uint8Array(4096).fill(0xcc)), /overlaps mapped memory/);
+  assert.throws(() => k.mapText(k.layout.textBase, Uint8Array.of(0xc3)), /overlaps mapped memory/);
+  assert.throws(() => k.mapText(TEXT + 0x10000n + 1n, Uint8Array.of(0xc3)), /not page aligned/);
+  assert.equal(rk.machine.memory.pages.size, pages);
+  assert.equal(k.textRanges.length, 1);
+  // Text the kernel does not own is not text_poke's to write.
+  assert.throws(() => k.aliasOf(RODATA), /is not kernel text/);
+});
+
+Deno.test("bootKernel() keeps its default layout when no layout is given", () => {
+  const k = bootKernel(new Machine({ bitness: 64 }), { entry: "64-gap" });
+  assert.equal(k.layout.textBase, 0xffffffff81000000n);
+  assert.equal(k.layout.textAlias, 0xffffffffc0000000n);
+  assert.equal(k.layout.dataBase, 0xffffffff82000000n);
+  assert.equal(k.symbol("int3") - k.layout.textBase, 0x1000n);
+});
+
+Deno.test("runStaticCallUpdate() moves a real key's call site and keeps its tail call a jmp", () => {
   const img = loadKernelImage(syntheticVmlinux(), { name: NAME });
   const rk = bootRealKernel(img, walkText(img), { cpus: 4 });
+  const mem = rk.machine.memory;
   const key = img.staticCallKeys[0]!;
-  const r = runStaticCallUpdate(rk, key, at(OFF.funcC));
-  assert.equal(r.sites, 1);
-  assert.equal(r.verified, 1);
-  assert.equal(r.oopses, 0);
-  const tramp = rk.machine.memory.readBytes(key.trampoline + REAL_KERNEL_SLIDE, 1);
-  assert.equal(tramp[0], 0xe9);
-  // The tail-call site still jumps to the trampoline.
-  const tail = rk.machine.memory.readBytes(at(OFF.funcC + 5) + REAL_KERNEL_SLIDE, 1);
-  assert.equal(tail[0], 0xe9);
+  const callSite = at(OFF.funcB + 5);
+  const tailSite = at(OFF.funcC + 5);
+  // static_call_init: both sites go straight to the key's function (func_a).
+  realStaticCalls(rk);
+  assert.deepEqual(mem.readBytes(callSite, 5), callInsn(callSite, at(OFF.funcA)));
+  assert.deepEqual(mem.readBytes(tailSite, 5), jmpInsn(tailSite, at(OFF.funcA)));
+  const r = runStaticCallUpdate(rk, key, at(OFF.funcD));
+  assert.deepEqual([r.sites, r.tail, r.changed, r.verified, r.oopses], [2, 1, 2, 2, 0]);
+  assert.deepEqual(mem.readBytes(key.trampoline, 5), jmpInsn(key.trampoline, at(OFF.funcD)));
+  assert.deepEqual(mem.readBytes(callSite, 5), callInsn(callSite, at(OFF.funcD)));
+  // The tail call stays a tail call: a call here would return into func_c's int3 padding.
+  assert.deepEqual(mem.readBytes(tailSite, 5), jmpInsn(tailSite, at(OFF.funcD)));
   const off = runStaticCallUpdate(rk, key, null);
   assert.equal(off.to, "NULL");
-  assert.equal(off.verified, 1);
+  assert.equal(off.from, "func_d");
+  assert.equal(off.verified, 2);
+  assert.deepEqual(mem.readBytes(callSite, 5), Uint8Array.of(0x0f, 0x1f, 0x44, 0x00, 0x00));
+  assert.deepEqual(mem.readBytes(tailSite, 5), Uint8Array.of(0xc3, 0xcc, 0xcc, 0xcc, 0xcc));
+  assert.deepEqual(mem.readBytes(key.trampoline, 5), Uint8Array.of(0xc3, 0xcc, 0xcc, 0xcc, 0xcc));
 });
 
 Deno.test("kernelReport() gives the figures as a record and as text", () => {
@@ -311,7 +369,10 @@ Deno.test("kernelReport() gives the figures as a record and as text", () => {
   assert.equal(rec.staticCall.sites, 2);
   assert.equal(rec.staticCall.tail, 1);
   assert.equal(rec.patch?.ftrace.enable.sites, 4);
-  assert.equal(rec.patch?.staticCall?.verified, 1);
+  assert.deepEqual(rec.patch?.staticCall.map((r) => [r.key, r.to, r.sites, r.verified]), [
+    ["foo", "NULL", 2, 2],
+  ]);
+  assert.equal(rec.patch?.modelText, "0xffffffffc0000000");
   assert.doesNotThrow(() => JSON.stringify(rec));
   const text = formatKernelReport(rec);
   assert.match(text, /ftrace sites: 5 \(4 in \.text, 1 in \.init\.text\)/);
@@ -335,4 +396,18 @@ Deno.test("realKernelRace() runs the proposals on an image's own straddling site
   // The failure the landed handler prevents: jumping over the site skips calls.
   const skip = realKernelRace(img, walk, { proposal: "nop-skip", transitions: 6 });
   assert.ok(skip.skipped > 0, `nop-skip: ${skip.skipped} skipped`);
+});
+
+Deno.test("Ftrace.addSites() records sorted sites at once and refuses unsorted or repeated ones", () => {
+  const k = bootKernel(new Machine({ bitness: 64 }), { entry: "64-gap" });
+  const ft = new Ftrace(k);
+  ft.addSite(0x2000n);
+  assert.throws(() => ft.addSites([0x1000n, 0x3000n, 0x3000n]), /site 2 at 0x3000 repeats/);
+  assert.throws(() => ft.addSites([0x1000n, 0x900n]), /comes before/);
+  assert.deepEqual(ft.sites, [0x2000n]);
+  // Merged with what is there; a site already recorded is kept once.
+  ft.addSites([0x1000n, 0x2000n, 0x3000n]);
+  assert.deepEqual(ft.sites, [0x1000n, 0x2000n, 0x3000n]);
+  ft.addSites([0x4000n, 0x5000n]);
+  assert.deepEqual(ft.sites, [0x1000n, 0x2000n, 0x3000n, 0x4000n, 0x5000n]);
 });

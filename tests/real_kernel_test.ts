@@ -7,6 +7,8 @@ import { cachedKernel, type FetchedKernel, fetchKernel } from "../lib/image/fetc
 import { type KernelImage, loadKernelImage } from "../lib/image/image.ts";
 import { realKernelRace } from "../lib/image/race.ts";
 import { bootRealKernel, runFtraceAll, runStaticCallUpdate } from "../lib/image/real_kernel.ts";
+import { callInsn, jmpInsn } from "../lib/ftrace/batch.ts";
+import { XOR5RAX } from "../lib/static_call/static_call.ts";
 import { formatKernelReport, kernelReport } from "../lib/image/report.ts";
 import { checkBoundaries, type TextWalk, walkText } from "../lib/image/walk.ts";
 
@@ -115,6 +117,40 @@ Deno.test({
 });
 
 Deno.test({
+  name:
+    "runStaticCallUpdate() moves Debian's cond_resched out of and back into the RET0 form, tail sites as jmps",
+  ignore: skip !== null,
+  fn() {
+    const img = load();
+    const rk = bootRealKernel(img, walked()[0]!, { cpus: 4, seed: 1 });
+    const mem = rk.machine.memory;
+    const key = img.staticCallKeys.find((k) => k.name === "cond_resched")!;
+    const ret0 = img.symbols.get("__static_call_return0")!;
+    const condResched = img.symbols.get("__cond_resched")!;
+    assert.equal(key.target, ret0);
+    // Text is mapped at its link address: the image's own bytes are there.
+    assert.deepEqual(mem.readBytes(key.trampoline, 8).subarray(5), Uint8Array.of(0x0f, 0xb9, 0xcc));
+    const live = key.sites.filter((s) => !s.init && img.codeSectionOf(s.address) === ".text");
+    const tail = live.filter((s) => s.tail).map((s) => s.address);
+    const calls = live.filter((s) => !s.tail).map((s) => s.address);
+    assert.ok(tail.length > 0 && calls.length > 100, `${tail.length} tail, ${calls.length} call`);
+    const out = runStaticCallUpdate(rk, key, condResched);
+    assert.deepEqual([out.sites, out.tail, out.verified, out.oopses], [
+      live.length,
+      tail.length,
+      live.length,
+      0,
+    ]);
+    for (const s of tail) assert.deepEqual(mem.readBytes(s, 5), jmpInsn(s, condResched));
+    for (const s of calls) assert.deepEqual(mem.readBytes(s, 5), callInsn(s, condResched));
+    const back = runStaticCallUpdate(rk, key, ret0);
+    assert.equal(back.verified, live.length);
+    for (const s of calls) assert.deepEqual(mem.readBytes(s, 5), XOR5RAX);
+    for (const s of tail) assert.deepEqual(mem.readBytes(s, 5), jmpInsn(s, ret0));
+  },
+});
+
+Deno.test({
   name: "loadKernelImage() finds the same sites in Debian's bzImage with its System.map",
   ignore: skip !== null || noBz,
   fn() {
@@ -140,6 +176,13 @@ Deno.test({
     assert.equal(rec.ftrace.offBoundary, 0);
     assert.equal(rec.staticCall.offBoundary, 0);
     assert.equal(rec.patch?.ftrace.enable.oopses, 0);
+    assert.doesNotMatch(text, /slid/);
+    assert.match(text, /image at its link addresses/);
+    assert.deepEqual(rec.patch?.staticCall.map((r) => [r.key, r.verified === r.sites]), [
+      ["preempt_schedule_notrace", true],
+      ["cond_resched", true],
+      ["cond_resched", true],
+    ]);
   },
 });
 

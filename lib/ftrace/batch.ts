@@ -12,6 +12,7 @@
 
 import { hexAddr, hexBytes, PatchError } from "../errors.ts";
 import type { Kernel } from "../kernel/kernel.ts";
+import type { PokeSite } from "../kernel/text_poke.ts";
 
 /** What kind of instruction a patched site is. */
 export type SiteRole =
@@ -34,6 +35,27 @@ export interface PatchSite {
   readonly new: Uint8Array;
   /** The kind of site. */
   readonly role: SiteRole;
+  /**
+   * The instruction the int3 handler emulates while the site is in flux, when it is not
+   * `new` itself (static_call's RET0 form `2e 2e 2e 31 c0` is written while the call it
+   * replaces is emulated).
+   */
+  readonly emulate?: Uint8Array;
+}
+
+/**
+ * The text_poke_bp request for each site: `old` → `new`, with the instruction to emulate
+ * meanwhile when it differs from `new`.
+ *
+ * @param sites The batch.
+ * @returns One {@link PokeSite} per site, in the same order.
+ */
+export function pokeSites(sites: readonly PatchSite[]): PokeSite[] {
+  return sites.map((s) =>
+    s.emulate === undefined
+      ? { address: s.address, bytes: s.new, old: s.old }
+      : { address: s.address, bytes: s.new, old: s.old, emulate: s.emulate }
+  );
 }
 
 /**
@@ -163,7 +185,7 @@ export function textPokeBpRunner(kernel: Kernel): BatchRunner {
   return function* (sites: readonly PatchSite[]): Generator<unknown, void, unknown> {
     const sorted = sites.slice().sort((a, b) => (a.address < b.address ? -1 : 1));
     kernel.runPatch(
-      kernel.textPokeBpBatch(sorted.map((s) => ({ address: s.address, bytes: s.new, old: s.old }))),
+      kernel.textPokeBpBatch(pokeSites(sorted)),
     );
   };
 }

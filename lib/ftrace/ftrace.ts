@@ -185,6 +185,43 @@ export class Ftrace {
   }
 
   /**
+   * Records many fentry sites at once (`ftrace_process_locs` over a sorted
+   * `__mcount_loc`): linear in the sites, where {@link Ftrace.addSite} per site is
+   * quadratic.
+   *
+   * @param sortedAddresses The sites, strictly ascending.
+   *   Sites already recorded are skipped, as {@link Ftrace.addSite} does.
+   * @throws {PatchError} If they are not strictly ascending; checked before any is
+   *   recorded.
+   */
+  addSites(sortedAddresses: readonly bigint[]): void {
+    const n = sortedAddresses.length;
+    if (n === 0) return;
+    for (let i = 1; i < n; i++) {
+      const prev = sortedAddresses[i - 1]!;
+      const a = sortedAddresses[i]!;
+      if (a <= prev) {
+        throw new PatchError(
+          `addSites: site ${i} at ${hexAddr(a)} ${a === prev ? "repeats" : "comes before"} site ${
+            i - 1
+          } at ${hexAddr(prev)}; the sites must be sorted and unique`,
+          a,
+        );
+      }
+    }
+    const sites = this.sites;
+    const first = sortedAddresses[0]!;
+    const last = sortedAddresses[n - 1]!;
+    const existing = new Set<bigint>();
+    for (const s of sites) if (s >= first && s <= last) existing.add(s);
+    const tail = sites.length === 0 || sites[sites.length - 1]! < first;
+    // A site already recorded is left as it is, as addSite() does.
+    for (const a of sortedAddresses) if (!existing.has(a)) sites.push(a);
+    // Appending after the last site keeps the order; otherwise one merge sort.
+    if (!tail) sites.sort((a, b) => (a < b ? -1 : a > b ? 1 : 0));
+  }
+
+  /**
    * `ftrace_init`: verify every site is `call __fentry__` and turn it into the NOP5
    * (text_poke, nobody else runs yet).
    *

@@ -160,7 +160,7 @@ export function realKernelRace(
   const entry = defaultEntry(p.push, 64) as "64-gap" | "64-nogap";
   const rk = bootRealKernel(image, walk, { cpus, seed, fetch: mode, entry });
   ftraceBoot(rk);
-  const { kernel: k, smp, ftrace, slide, machine } = rk;
+  const { kernel: k, smp, ftrace, machine } = rk;
   const handler = installProposal(k, { push: p.push, target: p.target, ftrace });
   const all = ftrace.sites.filter((s) => rel32Straddles(s));
   const sites = all.slice(0, options.sites ?? all.length);
@@ -177,8 +177,8 @@ export function realKernelRace(
     cpus,
     seed,
     sites: sites.map((s) => ({
-      address: hexAddr(s - slide),
-      where: image.describe(s - slide),
+      address: hexAddr(s),
+      where: image.describe(s),
       lineOffset: Number(s & 63n),
     })),
     transitions: 0,

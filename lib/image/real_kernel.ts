@@ -2,14 +2,14 @@
  * A real kernel image on the emulated machine, patched by the package's own ftrace and
  * static_call.
  *
- * Layout. The modeled kernel ({@link bootKernel}) owns the first MiB at the link address
- * of `.text` (`0xffffffff81000000`: its natives, int3 entry, trampolines) and its data at
- * `0xffffffff82000000`, so the image is loaded slid by {@link REAL_KERNEL_SLIDE} (1 MiB),
- * the way KASLR slides a kernel: every section moves by the same amount, rel32 calls
- * inside the image stay valid, and cache-line and page offsets do not change, so the
- * straddling counts are those of the image as linked. Reports give link addresses.
- * `.text` lies inside the model's text mapping, so the model's `text_poke` (through its
- * writable alias) and `text_poke_bp` patch it; `.rodata`, `.data`, `.init.text` and
+ * Layout. The modeled kernel ({@link bootKernel}) is booted with
+ * {@link MODULE_AREA_LAYOUT_64}: its natives, int3 entry, ftrace trampolines and other
+ * code live in the module area (`0xffffffffc0000000`, where a KASLR kernel allocates
+ * modules and ftrace trampolines), its data at `0xffffffffd0000000`, so the image's
+ * sections are mapped at exactly their link addresses. `.text` is mapped with
+ * {@link Kernel.mapText}: read-only, with a writable alias and a code-map region whose
+ * instruction starts are the walk's, so the model's `text_poke` and `text_poke_bp` patch
+ * it as the kernel patches its own text; `.rodata`, `.data`, `.init.text` and
  * `.init.data` are mapped beside it with their own permissions.
  *
  * At boot the kernel checks every fentry site is `call __fentry__` and turns it into
@@ -20,13 +20,13 @@
  * @module
  */
 
-import { hexAddr, ImageError, MachineError } from "../errors.ts";
-import { type BatchRunner, callInsn, type PatchSite } from "../ftrace/batch.ts";
+import { hexAddr, ImageError, MachineError, MemoryError } from "../errors.ts";
+import { type BatchRunner, callInsn, type PatchSite, pokeSites } from "../ftrace/batch.ts";
 import { Ftrace } from "../ftrace/ftrace.ts";
 import { FtraceOps } from "../ftrace/ops.ts";
 import { rel32Straddles } from "../ftrace/trampolines.ts";
 import { nop5 } from "../kernel/constants.ts";
-import { bootKernel, type Kernel } from "../kernel/kernel.ts";
+import { bootKernel, type Kernel, MODULE_AREA_LAYOUT_64 } from "../kernel/kernel.ts";
 import { Machine } from "../machine/machine.ts";
 import { random } from "../machine/schedule.ts";
 import type { FetchMode, KernelContext, KernelGen, Smp } from "../machine/smp.ts";
@@ -37,10 +37,8 @@ import { Insn, Op, OpKind } from "../x86/insn.ts";
 import type { KernelImage, StaticCallKeyInfo } from "./image.ts";
 import type { TextWalk } from "./walk.ts";
 
-/** How far the image is slid from its link addresses (1 MiB; see the module doc). */
-export const REAL_KERNEL_SLIDE = 0x100000n;
-/** Bytes of model text mapped at `0xffffffff81000000` (covers the slid `.text`). */
-const MODEL_TEXT_SIZE = 0x1000000;
+/** Bytes of model text mapped in the module area (trampolines, workloads, race workers). */
+const MODEL_TEXT_SIZE = 0x400000;
 /** Scheduling steps per `Smp.run` call while waiting for a patcher thread. */
 const RUN_CHUNK = 1024;
 const PERMS: Record<string, "r" | "rw" | "rx"> = {
@@ -78,9 +76,7 @@ export interface RealKernel {
   readonly ftrace: Ftrace;
   /** The SMP layer. */
   readonly smp: Smp;
-  /** Load address minus link address. */
-  readonly slide: bigint;
-  /** Where each section was mapped (loaded addresses). */
+  /** Where each section was mapped (its link address). */
   readonly mapped: readonly {
     readonly name: string;
     readonly address: bigint;
@@ -89,16 +85,17 @@ export interface RealKernel {
 }
 
 /**
- * Boots the model kernel on a new machine, loads the image's sections slid by
- * {@link REAL_KERNEL_SLIDE}, sets ftrace up (its trampolines in model text) and attaches
- * the SMP layer with a random schedule.
+ * Boots the model kernel on a new machine with its own code and data in the module area
+ * ({@link MODULE_AREA_LAYOUT_64}), maps the image's sections at their link addresses
+ * (`.text` patchable through the kernel's text alias), sets ftrace up (its trampolines in
+ * model text) and attaches the SMP layer with a random schedule.
  *
  * @param image The loaded image.
  * @param walk A {@link walkText} of its `.text` (the instruction boundaries text_poke_bp
  *   checks sites against).
  * @param options CPUs, seed, fetch mode, memory limit, int3 entry.
  * @returns The booted machine.
- * @throws {ImageError} If `.text` does not fit the model's text mapping.
+ * @throws {ImageError} If a section overlaps the model's memory.
  * @example
  * ```ts ignore
  * const img = loadKernelImage(bytes);
@@ -111,7 +108,6 @@ export function bootRealKernel(
   options: RealKernelOptions = {},
 ): RealKernel {
   const text = image.sections.get(".text")!;
-  const slide = REAL_KERNEL_SLIDE;
   const machine = new Machine({
     bitness: 64,
     cpus: options.cpus ?? 4,
@@ -120,36 +116,42 @@ export function bootRealKernel(
   const kernel = bootKernel(machine, {
     entry: options.entry ?? "64-gap",
     textSize: MODEL_TEXT_SIZE,
+    layout: MODULE_AREA_LAYOUT_64,
   });
-  const textAt = text.addr + slide;
-  if (
-    textAt < kernel.layout.textBase ||
-    textAt + BigInt(text.size) > kernel.layout.textBase + BigInt(kernel.layout.textSize)
-  ) {
-    throw new ImageError(
-      image.name,
-      `.text at ${hexAddr(text.addr)} (+${text.size}) does not fit the model's text mapping at ${
-        hexAddr(kernel.layout.textBase)
-      } (+${kernel.layout.textSize})`,
-      { address: text.addr },
-    );
-  }
+  const mapOne = (name: string, map: () => void) => {
+    try {
+      map();
+    } catch (e) {
+      if (!(e instanceof MachineError) && !(e instanceof MemoryError)) throw e;
+      const s = image.sections.get(name)!;
+      throw new ImageError(
+        image.name,
+        `${name} at ${
+          hexAddr(s.addr)
+        } (+${s.size}) cannot be mapped at its link address: ${e.message}`,
+        { address: s.addr },
+      );
+    }
+  };
   const ftrace = new Ftrace(kernel);
-  machine.memory.writeBytes(textAt, text.bytes);
-  const region = kernel.code.add(`vmlinux .text (${image.name})`, textAt, text.bytes);
-  if (walk.size === text.size) region.starts.set(walk.starts.subarray(0, text.size));
-  const mapped = [{ name: ".text", address: textAt, size: text.size }];
+  const starts = walk.size === text.size ? walk.starts.subarray(0, text.size) : undefined;
+  mapOne(".text", () =>
+    kernel.mapText(text.addr, text.bytes, {
+      name: `vmlinux .text (${image.name})`,
+      ...(starts === undefined ? {} : { starts }),
+    }));
+  const mapped = [{ name: ".text", address: text.addr, size: text.size }];
   for (const [name, s] of image.sections) {
     if (name === ".text") continue;
-    machine.load(s.addr + slide, s.bytes, PERMS[name] ?? "r", { user: false });
-    mapped.push({ name, address: s.addr + slide, size: s.size });
+    mapOne(name, () => machine.load(s.addr, s.bytes, PERMS[name] ?? "r", { user: false }));
+    mapped.push({ name, address: s.addr, size: s.size });
   }
   ftrace.init();
   const smp = kernel.startSmp({
     schedule: random(options.seed ?? 1),
     fetch: options.fetch ?? "coherent",
   });
-  return { image, walk, machine, kernel, ftrace, smp, slide, mapped };
+  return { image, walk, machine, kernel, ftrace, smp, mapped };
 }
 
 /** What boot did to the fentry sites (`ftrace_init`). */
@@ -175,16 +177,16 @@ export interface FtraceBootRecord {
  */
 export function ftraceBoot(rk: RealKernel): FtraceBootRecord {
   const t0 = performance.now();
-  const { image, machine, slide, ftrace } = rk;
+  const { image, machine, ftrace } = rk;
   const mem = machine.memory;
   const nop = nop5(64);
-  const fentry = image.fentry + slide;
+  const fentry = image.fentry;
   const text = image.sections.get(".text")!;
   const textEnd = text.addr + BigInt(text.size);
   let nText = 0, nInit = 0;
   const kept: bigint[] = [];
   for (const link of image.ftraceSites) {
-    const at = link + slide;
+    const at = link;
     const found = mem.readBytes(at, 5);
     const want = callInsn(at, fentry);
     for (let i = 0; i < 5; i++) {
@@ -204,8 +206,8 @@ export function ftraceBoot(rk: RealKernel): FtraceBootRecord {
       nText++;
     } else nInit++;
   }
-  // Sorted already (the image's sites are): append in one go (addSite sorts per call).
-  for (const a of kept) ftrace.sites.push(a);
+  // `__mcount_loc` is sorted (the loader checked): one linear addSites.
+  ftrace.addSites(kept);
   return { nopped: nText + nInit, text: nText, init: nInit, ms: performance.now() - t0 };
 }
 
@@ -340,9 +342,8 @@ export function threadBatchRunner(
   const { kernel, smp } = rk;
   const mem = rk.machine.memory;
   return function* (sites: readonly PatchSite[]): KernelGen {
-    const gen = kernel.textPokeBpBatch(
-      sites.map((s) => ({ address: s.address, bytes: s.new, old: s.old })),
-    );
+    // static_call's RET0 form is written while the call it replaces is emulated.
+    const gen = kernel.textPokeBpBatch(pokeSites(sites));
     let phase = "";
     let from = smp.steps;
     const mark = (p: string) => {
@@ -418,7 +419,7 @@ export class FtraceAll {
   constructor(rk: RealKernel, options: FtraceRunOptions = {}) {
     this.rk = rk;
     this.boot = ftraceBoot(rk);
-    const { kernel, image, slide } = rk;
+    const { kernel } = rk;
     const cpus = rk.machine.cpus.length;
     const n = options.workload ?? 32;
     this.workload = cpus > 1 && n > 0 ? runnableFunctions(rk, n) : [];
@@ -426,15 +427,12 @@ export class FtraceAll {
       // One loop per other CPU, each calling every function in turn.
       for (let c = 1; c < cpus; c++) {
         const calls = this.workload.map((f, i) =>
-          `\tmov $${i + c}, %edi\n\tmov $${c}, %esi\n\tcall ${hexAddr(f + slide)}\n`
+          `\tmov $${i + c}, %edi\n\tmov $${c}, %esi\n\tcall ${hexAddr(f)}\n`
         ).join("");
         const labels = kernel.loadText(`real_workload_${c}:\n${calls}\tjmp real_workload_${c}\n`, {
           name: `real workload ${c}`,
         });
         const at = labels.get(`real_workload_${c}`)!;
-        if (at >= image.sections.get(".text")!.addr + slide) {
-          throw new MachineError(`Model text reached the image's .text at ${hexAddr(at)}`);
-        }
         kernel.prepareCall(c, at, [], { interrupts: true });
       }
     }
@@ -585,15 +583,23 @@ export function runFtraceAll(rk: RealKernel, options: FtraceRunOptions = {}): Ft
 export interface StaticCallRunRecord {
   /** The key. */
   readonly key: string;
-  /** Its trampoline's target as built. */
+  /** Its function before the update (the link-time target, or the previous update's). */
   readonly from: string;
-  /** The function it was updated to (`NULL`: the trampoline returns, sites are NOP5s). */
+  /** The function it was updated to (`NULL`: the trampoline returns). */
   readonly to: string;
-  /** Inline sites patched (calls; tail-call sites excluded, see the report). */
+  /** Live sites patched: the key's `.text` sites, call and tail-call alike. */
   readonly sites: number;
-  /** Of which straddling a line. */
+  /** Of which tail calls (`jmp func`, `ret` for NULL). */
+  readonly tail: number;
+  /** Call sites going out of (or into) the RET0 form, `xor5rax` (from / to `__static_call_return0`). */
+  readonly ret0: number;
+  /** Sites in `.init.text`, not live after boot (`static_call_update` skips them). */
+  readonly initSkipped: number;
+  /** Of the live sites, straddling a line. */
   readonly straddling: number;
-  /** Sites holding `call <to>` (or the NOP5 for NULL) afterwards. */
+  /** Sites rewritten by the batch (the others already held the new form). */
+  readonly changed: number;
+  /** Sites holding what `__static_call_transform` writes for `to` afterwards. */
   readonly verified: number;
   /** Wall time, ms. */
   readonly ms: number;
@@ -603,15 +609,53 @@ export interface StaticCallRunRecord {
   readonly oopses: number;
 }
 
+/** The static_call table of a booted image, built once by {@link realStaticCalls}. */
+const _tables = new WeakMap<RealKernel, StaticCalls>();
+
 /**
- * `static_call_update` on a real key: the key's `.text` call sites are first made direct
- * calls to the trampoline's target (`static_call_init`, text_poke_early at boot), then
- * the key is updated to `to` by the package's {@link StaticCalls.staticCallUpdate} as a
- * kernel thread on CPU 0 (trampoline, then every site in one batch).
+ * The image's static_call keys on the model (`static_call_init` at boot): a
+ * {@link StaticCalls} table whose `__static_call_return0` is the image's, with every key
+ * and its live `.text` sites (tail calls marked), each site written with
+ * `text_poke_early` in the form `__static_call_transform` gives the key's link-time
+ * function (a call site to `__static_call_return0` becomes the `xor5rax` form). Init-text
+ * sites are left out: after boot `static_call_update` skips them. Built on first use.
  *
  * @param rk The booted image.
- * @param key The key (tail-call and init sites are left out: the model's update writes
- *   calls only).
+ * @returns The table.
+ */
+export function realStaticCalls(rk: RealKernel): StaticCalls {
+  const known = _tables.get(rk);
+  if (known !== undefined) return known;
+  const { kernel, image } = rk;
+  const mem = rk.machine.memory;
+  const return0 = image.symbols.get("__static_call_return0");
+  const sc = new StaticCalls(kernel, return0 === undefined ? {} : { return0 });
+  for (const key of image.staticCallKeys) {
+    const live = key.sites.filter((s) => !s.init && image.codeSectionOf(s.address) === ".text");
+    const k: StaticCallKey = {
+      name: key.name,
+      keyAddress: key.key,
+      trampoline: key.trampoline,
+      sites: live.map((s) => s.address),
+      tail: new Set(live.filter((s) => s.tail).map((s) => s.address)),
+      func: key.target,
+    };
+    for (const s of k.sites) mem.writeBytes(s, sc.siteInsn(k, s, k.func).code);
+    sc.keys.set(key.name, k);
+  }
+  _tables.set(rk, sc);
+  return sc;
+}
+
+/**
+ * `static_call_update` on a real key by the package's {@link StaticCalls.staticCallUpdate},
+ * as a kernel thread on CPU 0 while the other CPUs run: the trampoline, then every live
+ * site in one batch — call sites to `call to` (the NOP5 for NULL, the `xor5rax` form for
+ * `__static_call_return0`), tail-call sites to `jmp to` (`ret` for NULL). The key starts
+ * from its link-time function (see {@link realStaticCalls}) or the previous update's.
+ *
+ * @param rk The booted image.
+ * @param key The key.
  * @param to Link address of the new function, or null (NULL: `preempt=none` does this to
  *   `preempt_schedule_notrace`).
  * @returns Counts and time.
@@ -622,33 +666,29 @@ export function runStaticCallUpdate(
   key: StaticCallKeyInfo,
   to: bigint | null,
 ): StaticCallRunRecord {
-  const { kernel, smp, image, slide } = rk;
+  const { kernel, smp, image } = rk;
   const mem = rk.machine.memory;
-  const sc = new StaticCalls(kernel);
-  const sites = key.sites.filter((s) =>
-    !s.tail && !s.init && image.codeSectionOf(s.address) === ".text"
-  );
-  const from = key.target === null ? null : key.target + slide;
-  // static_call_init: sites call the function directly (text_poke_early at boot).
-  for (const s of sites) {
-    const at = s.address + slide;
-    mem.writeBytes(at, from === null ? nop5(64) : callInsn(at, from));
+  const sc = realStaticCalls(rk);
+  const k = sc.keys.get(key.name)!;
+  const from = k.func;
+  const initSkipped = key.sites.length - k.sites.length;
+  const ret0 = sc.return0;
+  let ret0Sites = 0;
+  if (ret0 !== null && (from === ret0 || to === ret0)) {
+    ret0Sites = k.sites.filter((s) => !k.tail!.has(s)).length;
   }
-  const k: StaticCallKey = {
-    name: key.name,
-    keyAddress: key.key + slide,
-    trampoline: key.trampoline + slide,
-    sites: sites.map((s) => s.address + slide),
-    func: from,
-  };
-  sc.keys.set(key.name, k);
   const oops0 = kernel.oopses.length;
   const t0 = performance.now();
   const s0 = smp.steps;
-  const target = to === null ? null : to + slide;
+  let changed = 0;
   const thread = smp.spawn(0, function* (kc) {
     const phases: BatchPhase[] = [];
-    yield* _drive(sc.staticCallUpdate(k, target, threadBatchRunner(rk, kc, phases)));
+    const inner = threadBatchRunner(rk, kc, phases);
+    const run: BatchRunner = function* (batch) {
+      if (batch[0]?.role === "sc-inline") changed = batch.length;
+      yield* inner(batch);
+    };
+    yield* _drive(sc.staticCallUpdate(k, to, run));
   });
   while (!thread.done) {
     const r = smp.run(RUN_CHUNK);
@@ -661,16 +701,20 @@ export function runStaticCallUpdate(
   }
   let verified = 0;
   for (const s of k.sites) {
-    const want = target === null ? nop5(64) : callInsn(s, target);
+    const want = sc.siteInsn(k, s, to).code;
     const b = mem.readBytes(s, 5);
     if (b.every((x, i) => x === want[i])) verified++;
   }
   return {
     key: key.name,
-    from: key.target === null ? "NULL" : image.describe(key.target),
+    from: from === null ? "NULL" : image.describe(from),
     to: to === null ? "NULL" : image.describe(to),
-    sites: sites.length,
-    straddling: sites.filter((s) => rel32Straddles(s.address)).length,
+    sites: k.sites.length,
+    tail: k.tail!.size,
+    ret0: ret0Sites,
+    initSkipped,
+    straddling: k.sites.filter((s) => rel32Straddles(s)).length,
+    changed,
     verified,
     ms: performance.now() - t0,
     steps: smp.steps - s0,

@@ -3,7 +3,9 @@
  * static_call sites, sites whose rel32 straddles a 64-byte line), what the decoder found
  * walking its text, and what the package's patchers did to it on the emulated SMP
  * machine (boot-time NOPing, enabling and disabling tracing of every function in one
- * text_poke_bp batch each, one static_call_update). A plain record (addresses as hex
+ * text_poke_bp batch each, the static_call updates of the `preempt=` modes). The image
+ * is mapped at its link addresses; the model's own code sits in the module area. A plain
+ * record (addresses as hex
  * strings, so it is JSON as it is) and a text form.
  *
  * @module
@@ -110,10 +112,19 @@ export interface KernelReportRecord {
   readonly patch?: {
     readonly cpus: number;
     readonly seed: number;
-    readonly slide: string;
+    /** Where the model's own text lives (the image is at its link addresses). */
+    readonly modelText: string;
+    /** The writable alias of the image's `.text` (where text_poke writes). */
+    readonly textAlias: string;
     readonly bootMs: number;
     readonly ftrace: FtraceRunRecord;
-    readonly staticCall: StaticCallRunRecord | null;
+    /**
+     * static_call updates, in order: `preempt_schedule_notrace` to NULL (what
+     * `preempt=none` does), then `cond_resched` to `__cond_resched` and back to
+     * `__static_call_return0` (`preempt=voluntary`, then `preempt=full`); those the image
+     * has.
+     */
+    readonly staticCall: readonly StaticCallRunRecord[];
   };
   /** Load time, ms. */
   readonly loadMs: number;
@@ -204,19 +215,38 @@ export function kernelReport(
     const rk = bootRealKernel(image, walks[0]!, { cpus, seed });
     const bootMs = performance.now() - tb;
     const ftrace = runFtraceAll(rk, { workload: options.workload ?? 32 });
-    // static_call_update on the key with most plain-call sites, to NULL: what
-    // `preempt=none` does to preempt_schedule_notrace on a PREEMPT_DYNAMIC kernel.
-    const cands = keys.filter((k) => k.target !== null)
-      .map((k) => ({ k, n: k.sites.filter((s) => !s.tail && !s.init).length }))
-      .sort((a, b) => b.n - a.n || (a.k.name < b.k.name ? -1 : 1));
-    let staticCall: StaticCallRunRecord | null = null;
-    if (cands.length > 0 && cands[0]!.n > 0) {
-      staticCall = runStaticCallUpdate(rk, cands[0]!.k, null);
+    // The preempt= modes of a PREEMPT_DYNAMIC kernel (`sched_dynamic_update`):
+    // none sets preempt_schedule_notrace to NULL (call sites become NOP5s); voluntary
+    // points cond_resched at __cond_resched (its RET0 call sites become calls, its tail
+    // sites jmps); full points it back at __static_call_return0 (the xor5rax form,
+    // written while the call is emulated).
+    const staticCall: StaticCallRunRecord[] = [];
+    const byName = new Map(keys.map((k) => [k.name, k]));
+    const psn = byName.get("preempt_schedule_notrace");
+    if (psn !== undefined && psn.target !== null) {
+      staticCall.push(runStaticCallUpdate(rk, psn, null));
+    }
+    const cr = byName.get("cond_resched");
+    const condResched = image.symbols.get("__cond_resched");
+    const ret0 = image.symbols.get("__static_call_return0");
+    if (cr !== undefined && condResched !== undefined && ret0 !== undefined) {
+      staticCall.push(runStaticCallUpdate(rk, cr, condResched));
+      staticCall.push(runStaticCallUpdate(rk, cr, ret0));
+    }
+    if (staticCall.length === 0) {
+      // Another kernel: the key with most live sites, to NULL.
+      const cands = keys.filter((k) => k.target !== null)
+        .map((k) => ({ k, n: k.sites.filter((s) => !s.init).length }))
+        .sort((a, b) => b.n - a.n || (a.k.name < b.k.name ? -1 : 1));
+      if (cands.length > 0 && cands[0]!.n > 0) {
+        staticCall.push(runStaticCallUpdate(rk, cands[0]!.k, null));
+      }
     }
     patch = {
       cpus,
       seed,
-      slide: hexAddr(rk.slide),
+      modelText: hexAddr(rk.kernel.layout.textBase),
+      textAlias: hexAddr(rk.kernel.aliasOf(text.addr)),
       bootMs: Math.round(bootMs),
       ftrace,
       staticCall,
@@ -321,7 +351,9 @@ export function formatKernelReport(r: KernelReportRecord): string {
   if (p !== undefined) {
     const b = p.ftrace.boot;
     out.push(
-      `machine: ${p.cpus} CPUs, seed ${p.seed}, image slid by ${p.slide} (booted in ${p.bootMs} ms)`,
+      `machine: ${p.cpus} CPUs, seed ${p.seed}; image at its link addresses, .text patched ` +
+        `through its alias at ${p.textAlias}; the model's own code in the module area at ` +
+        `${p.modelText} (booted in ${p.bootMs} ms)`,
     );
     out.push(
       `  ftrace_init: ${n(b.nopped)} sites checked and turned into NOP5 in ${b.ms.toFixed(0)} ms ` +
@@ -335,12 +367,20 @@ export function formatKernelReport(r: KernelReportRecord): string {
     out.push(`  enable every function, one text_poke_bp batch: ${batchLine(p.ftrace.enable)}`);
     out.push(`  disable again: ${batchLine(p.ftrace.disable)}`);
     out.push(`  sites back to NOP5: ${n(p.ftrace.restored)}`);
-    const sc = p.staticCall;
-    if (sc !== null) {
+    for (const sc of p.staticCall) {
+      const kinds = [
+        `${n(sc.sites - sc.tail)} call`,
+        ...(sc.tail > 0 ? [`${sc.tail} tail-call`] : []),
+        ...(sc.ret0 > 0
+          ? [`${n(sc.ret0)} ${sc.to === "__static_call_return0" ? "into" : "out of"} xor5rax`]
+          : []),
+        ...(sc.initSkipped > 0 ? [`${sc.initSkipped} init sites not live`] : []),
+      ].join(", ");
       out.push(
         `  static_call_update(${sc.key}, ${sc.to}) from ${sc.from}: ${n(sc.sites)} sites ` +
-          `(${sc.straddling} straddling) in ${sc.ms.toFixed(0)} ms, ${n(sc.steps)} steps, ` +
-          `${n(sc.verified)} verified, ${sc.oopses} oopses`,
+          `(${kinds}; ${sc.straddling} straddling) in ${sc.ms.toFixed(0)} ms, ${
+            n(sc.steps)
+          } steps, ${n(sc.changed)} rewritten, ${n(sc.verified)} verified, ${sc.oopses} oopses`,
       );
     }
   }

@@ -15,6 +15,11 @@
  * | per-CPU task stack and entry stack (tss.sp0), 16 KiB each | `0xffffc90000000000` | `0xc4000000` |
  * | user text / user stacks | `0x400000` / `0x7ff000000000` | `0x08048000` / `0xbf000000` |
  *
+ * The `layout` option moves the text, its alias and the data: with
+ * {@link MODULE_AREA_LAYOUT_64} the model lives in the module area (text
+ * `0xffffffffc0000000`, data `0xffffffffd0000000`, alias `0xfffffeffc0000000`) and a real
+ * image's `.text` is mapped at its link address by {@link Kernel.mapText}.
+ *
  * Kernel faults (#PF, #GP, #UD, #SS, #DF, …) go to natives that record an oops with the
  * frame and stop the CPU, as `die()` would.
  *
@@ -67,6 +72,48 @@ export interface KernelOptions {
   entrySource?: EntrySource;
   /** Extra natives to bind before the entry is assembled (its text may call them). */
   natives?: Record<string, NativeFunction>;
+  /**
+   * Where the model's own text, its writable alias and its data live (default: the table
+   * in the module doc). {@link MODULE_AREA_LAYOUT_64} moves them out of the kernel image's
+   * range, so a real image can be mapped at its link addresses with {@link Kernel.mapText}.
+   */
+  layout?: KernelLayoutOptions;
+}
+
+/** Addresses {@link bootKernel} may place elsewhere (see {@link KernelOptions.layout}). */
+export interface KernelLayoutOptions {
+  /** Start of the model's text: natives, entry stubs, then {@link Kernel.loadText}. */
+  readonly textBase?: bigint;
+  /**
+   * Writable alias of `textBase`. Every text range (the model's and those added by
+   * {@link Kernel.mapText}) is aliased at the same distance `textAlias - textBase`.
+   */
+  readonly textAlias?: bigint;
+  /** Start of kernel data ({@link Kernel.allocData}). */
+  readonly dataBase?: bigint;
+}
+
+/**
+ * An x86-64 layout that keeps the model out of the kernel image's 1 GiB
+ * (`0xffffffff80000000`..`0xffffffffc0000000`): its text and data sit in the module area
+ * (`MODULES_VADDR` is `0xffffffffc0000000` on a KASLR kernel, where ftrace's trampolines
+ * are allocated too), and the text alias far below, so a real vmlinux can be mapped at
+ * its link addresses and still be reached by rel32 calls from the model's text.
+ */
+export const MODULE_AREA_LAYOUT_64: Readonly<Required<KernelLayoutOptions>> = Object.freeze({
+  textBase: 0xffffffffc0000000n,
+  textAlias: 0xfffffeffc0000000n,
+  dataBase: 0xffffffffd0000000n,
+});
+
+/** A range of text added by {@link Kernel.mapText}. */
+export interface TextRange {
+  /** Name given when it was mapped. */
+  readonly name: string;
+  /** First byte. */
+  readonly start: bigint;
+  /** Bytes. */
+  readonly size: number;
 }
 
 /** Where the kernel lives in memory. */
@@ -254,6 +301,7 @@ export class Kernel {
   #dataCursor: bigint;
   #nativeCursor: bigint;
   #call: NativeCall | null = null;
+  readonly #extraText: TextRange[] = [];
 
   /**
    * Use {@link bootKernel}.
@@ -271,7 +319,11 @@ export class Kernel {
     this.machine = machine;
     this.bitness = bitness;
     this.entry = options.entry;
-    const base = bitness === 64 ? LAYOUT_64 : LAYOUT_32;
+    const base = { ...(bitness === 64 ? LAYOUT_64 : LAYOUT_32) };
+    const lo = options.layout ?? {};
+    if (lo.textBase !== undefined) base.textBase = lo.textBase;
+    if (lo.textAlias !== undefined) base.textAlias = lo.textAlias;
+    if (lo.dataBase !== undefined) base.dataBase = lo.dataBase;
     const textSize = options.textSize ?? 0x40000;
     const dataSize = options.dataSize ?? 0x40000;
     const userTextSize = options.userTextSize ?? 0x10000;
@@ -587,9 +639,86 @@ export class Kernel {
   aliasOf(address: bigint): bigint {
     const l = this.layout;
     if (address < l.textBase || address >= l.textBase + BigInt(l.textSize)) {
-      throw new MemoryError(`${hexAddr(address)} is not kernel text`, address);
+      if (!this.#extraText.some((r) => address >= r.start && address < r.start + BigInt(r.size))) {
+        throw new MemoryError(`${hexAddr(address)} is not kernel text`, address);
+      }
     }
     return l.textAlias + (address - l.textBase);
+  }
+
+  /** Text ranges mapped by {@link Kernel.mapText}, in the order they were added. */
+  get textRanges(): readonly TextRange[] {
+    return this.#extraText;
+  }
+
+  /**
+   * Maps code at its own address as more kernel text, read-only and executable, beside
+   * the model's: a writable alias at the model's alias distance (so text_poke and
+   * text_poke_bp patch it like the model's text) and a region of the code map (so
+   * text_poke_bp checks sites against its instruction boundaries). This is how a real
+   * image's `.text` is loaded at its link address.
+   *
+   * @param address Where the first byte goes (page aligned).
+   * @param bytes The code.
+   * @param options `name` for messages; `starts`: the instruction starts (1 per start,
+   *   one byte per byte of code) when the caller knows them better than a linear sweep
+   *   (a walk that resynchronises at symbols).
+   * @returns The range.
+   * @throws {MachineError} For an empty or unaligned range, `starts` of the wrong size, or
+   *   a range (or its alias) that overlaps anything already mapped; checked before
+   *   anything is mapped.
+   * @example Map code at a chosen address and patch it
+   * ```ts
+   * import { bootKernel, Machine, MODULE_AREA_LAYOUT_64 } from "@textpoke/textpoke";
+   *
+   * const k = bootKernel(new Machine({ bitness: 64 }), {
+   *   entry: "64-gap",
+   *   layout: MODULE_AREA_LAYOUT_64,
+   * });
+   * k.mapText(0xffffffff81000000n, Uint8Array.of(0x0f, 0x1f, 0x44, 0x00, 0x00, 0xc3));
+   * k.runPatch(k.textPokeBp(0xffffffff81000000n, Uint8Array.of(0xe9, 0, 0, 0, 0)));
+   * console.log(k.machine.memory.readBytes(0xffffffff81000000n, 1)[0]); // 233
+   * ```
+   */
+  mapText(
+    address: bigint,
+    bytes: Uint8Array,
+    options: { name?: string; starts?: Uint8Array } = {},
+  ): TextRange {
+    const m = this.machine;
+    const mem = m.memory;
+    const size = bytes.length;
+    const name = options.name ?? `text@${hexAddr(address)}`;
+    if (size === 0) throw new MachineError(`Text ${name} at ${hexAddr(address)} is empty`);
+    if (BigInt.asUintN(64, address) % BigInt(PAGE_SIZE) !== 0n) {
+      throw new MachineError(`Text ${name} at ${hexAddr(address)} is not page aligned`);
+    }
+    if (options.starts !== undefined && options.starts.length !== size) {
+      throw new MachineError(
+        `Text ${name}: ${options.starts.length} instruction-start flags for ${size} bytes`,
+      );
+    }
+    const alias = this.layout.textAlias + (address - this.layout.textBase);
+    const first = Math.floor(mem.toNumber(address) / PAGE_SIZE);
+    const aliasFirst = Math.floor(mem.toNumber(alias) / PAGE_SIZE);
+    const pages = Math.ceil(size / PAGE_SIZE);
+    for (let i = 0; i < pages; i++) {
+      if (mem.pages.has(first + i) || mem.pages.has(aliasFirst + i)) {
+        throw new MachineError(
+          `Text ${name} at ${hexAddr(address)} (+${size}) or its alias at ${
+            hexAddr(alias)
+          } overlaps mapped memory`,
+        );
+      }
+    }
+    m.map(address, size, "rx", { user: false });
+    mem.writeBytes(address, bytes);
+    m.alias(address, alias, size, "rw", { user: false });
+    const region = this.code.add(name, address, bytes);
+    if (options.starts !== undefined) region.starts.set(options.starts);
+    const range: TextRange = { name, start: address, size };
+    this.#extraText.push(range);
+    return range;
   }
 
   /**

@@ -32,7 +32,7 @@
 
 import { hexAddr, PatchError } from "../errors.ts";
 import type { BatchRunner, PatchSite } from "../ftrace/batch.ts";
-import { rel32Target, textPokeBpRunner } from "../ftrace/batch.ts";
+import { pokeSites, rel32Target, textPokeBpRunner } from "../ftrace/batch.ts";
 import type { Ftrace } from "../ftrace/ftrace.ts";
 import { INT3_INSN_OPCODE, nop5, RET_INSN_OPCODE } from "../kernel/constants.ts";
 import { int3EmulateCall, int3EmulateJmp, int3EmulateRet } from "../kernel/emulate.ts";
@@ -303,9 +303,7 @@ export class ProposalHandler {
     const kernel = this.kernel;
     const mem = kernel.machine.memory;
     const sorted = sites.slice().sort((a, b) => (a.address < b.address ? -1 : 1));
-    const gen = kernel.textPokeBpBatch(
-      sorted.map((s) => ({ address: s.address, bytes: s.new, old: s.old })),
-    );
+    const gen = kernel.textPokeBpBatch(pokeSites(sorted));
     for (const s of sorted) this.sites.set(s.address, s);
     this.onBatch("begin", sorted);
     kernel.dispatch.modifyingFtraceCode++;

@@ -11,6 +11,14 @@
  * in one batch (what `text_poke_queue` / `text_poke_finish` do in later kernels), which
  * changes how often CPUs sync, not what a site can be seen doing.
  *
+ * What a site becomes follows `__static_call_transform` of v6.1
+ * (`arch/x86/kernel/static_call.c`): the type is chosen by "tail call?" and "NULL?"
+ * (`__sc_insn`) — a call site gets `call func` (CALL) or the NOP5 (NOP), a tail-call site
+ * (`STATIC_CALL_SITE_TAIL`) and the trampoline get `jmp func` (JMP) or `ret` (RET; `jmp
+ * __x86_return_thunk` when the CPU has X86_FEATURE_RETHUNK). A call site whose function is
+ * `__static_call_return0` gets the 5-byte `cs cs cs xorl %eax,%eax` ({@link XOR5RAX})
+ * instead of the call, and text_poke_bp emulates the call while the site is in flux.
+ *
  * @module
  */
 
@@ -28,6 +36,98 @@ import type { Kernel } from "../kernel/kernel.ts";
 /** The NULL form of a static_call trampoline: `ret` padded with int3 to 5 bytes. */
 export const SCT_RET: Uint8Array = Uint8Array.of(0xc3, 0xcc, 0xcc, 0xcc, 0xcc);
 
+/**
+ * `xor5rax`: `cs cs cs xorl %eax,%eax`, one 5-byte instruction that returns 0 in place of
+ * a call to `__static_call_return0` (it clears all of rax in 64-bit mode).
+ */
+export const XOR5RAX: Uint8Array = Uint8Array.of(0x2e, 0x2e, 0x2e, 0x31, 0xc0);
+
+/** The four instruction types of `__static_call_transform` (`enum insn_type`). */
+export type StaticCallInsnType = "call" | "nop" | "jmp" | "ret";
+
+/**
+ * `__sc_insn(null, tail)`: which instruction a site or trampoline gets.
+ *
+ * @param isNull The function is NULL.
+ * @param tail A tail-call site or a trampoline.
+ * @returns CALL, NOP, JMP or RET.
+ */
+export function scInsnType(isNull: boolean, tail: boolean): StaticCallInsnType {
+  return tail ? (isNull ? "ret" : "jmp") : (isNull ? "nop" : "call");
+}
+
+/** Options of {@link staticCallInsn}. */
+export interface StaticCallInsnOptions {
+  /** A tail-call site (or the trampoline): JMP / RET instead of CALL / NOP. */
+  readonly tail?: boolean;
+  /** 32 or 64 (default 64). */
+  readonly bitness?: 32 | 64;
+  /** Address of `__static_call_return0` (call sites to it get {@link XOR5RAX}). */
+  readonly return0?: bigint | null;
+  /** `__x86_return_thunk` when the CPU has X86_FEATURE_RETHUNK: RET becomes `jmp` to it. */
+  readonly returnThunk?: bigint | null;
+}
+
+/** What {@link staticCallInsn} writes at a site, and what text_poke_bp emulates meanwhile. */
+export interface StaticCallInsn {
+  /** The instruction type. */
+  readonly type: StaticCallInsnType;
+  /** The 5 bytes written. */
+  readonly code: Uint8Array;
+  /** The instruction the int3 handler emulates while the site is in flux, if not `code`. */
+  readonly emulate?: Uint8Array;
+}
+
+/**
+ * `__static_call_transform`'s choice for one site: `call func`, the NOP5, `jmp func`,
+ * `ret` (or `jmp __x86_return_thunk`), and for a call to `__static_call_return0` the
+ * {@link XOR5RAX} form with the call to emulate.
+ *
+ * @param site Address of the site.
+ * @param func The function, or null.
+ * @param options Tail call, bitness, `__static_call_return0`, return thunk.
+ * @returns The bytes (and what to emulate).
+ * @throws {PatchError} If the function is out of rel32 range of the site.
+ * @example The RET0 form of a call site
+ * ```ts
+ * import { staticCallInsn } from "@textpoke/textpoke";
+ *
+ * const r0 = 0xffffffff81000100n;
+ * const i = staticCallInsn(0xffffffff81000000n, r0, { return0: r0 });
+ * console.log(i.code, i.emulate?.[0]); // Uint8Array(5) [ 46, 46, 46, 49, 192 ] 232
+ * ```
+ */
+export function staticCallInsn(
+  site: bigint,
+  func: bigint | null,
+  options: StaticCallInsnOptions = {},
+): StaticCallInsn {
+  const bitness = options.bitness ?? 64;
+  const type = scInsnType(func === null, options.tail ?? false);
+  switch (type) {
+    case "call": {
+      const code = callInsn(site, func!, bitness);
+      if (options.return0 !== undefined && options.return0 !== null && func === options.return0) {
+        return { type, code: XOR5RAX.slice(), emulate: code };
+      }
+      return { type, code };
+    }
+    case "nop":
+      return { type, code: nop5(bitness) };
+    case "jmp":
+      return { type, code: jmpInsn(site, func!, bitness) };
+    case "ret": {
+      const thunk = options.returnThunk;
+      return {
+        type,
+        code: thunk === undefined || thunk === null
+          ? SCT_RET.slice()
+          : jmpInsn(site, thunk, bitness),
+      };
+    }
+  }
+}
+
 /** One `struct static_call_key` with its trampoline and inline sites. */
 export interface StaticCallKey {
   /** Name (`__SCT__<name>` is the trampoline). */
@@ -36,11 +136,16 @@ export interface StaticCallKey {
   readonly keyAddress: bigint;
   /** The trampoline's `jmp` / `ret` (its first byte). */
   readonly trampoline: bigint;
-  /** Inline call sites (5-byte calls / NOP5s), sorted. */
+  /** Inline sites (5-byte calls / NOP5s / RET0 forms, and tail-call jmps / rets), sorted. */
   readonly sites: bigint[];
+  /** Which of {@link StaticCallKey.sites} are tail calls (`STATIC_CALL_SITE_TAIL`). */
+  readonly tail?: Set<bigint>;
   /** The current function (null: NULL). */
   func: bigint | null;
 }
+
+/** A batch site of a static_call update (its `emulate` carries the RET0 form's call). */
+export type StaticCallPatchSite = PatchSite;
 
 /**
  * The trampoline instruction for a function.
@@ -48,15 +153,17 @@ export interface StaticCallKey {
  * @param trampoline Trampoline address.
  * @param func The function, or null.
  * @param bitness 32 or 64 (default 64: the rel32 must reach; in 32-bit mode it always does).
- * @returns `jmp.d32 func` or {@link SCT_RET}.
+ * @param returnThunk `__x86_return_thunk` if the CPU has X86_FEATURE_RETHUNK (default null).
+ * @returns `jmp.d32 func`, or {@link SCT_RET} (`jmp returnThunk`) for NULL.
  * @throws {PatchError} If the function is out of rel32 range of the trampoline.
  */
 export function trampolineInsn(
   trampoline: bigint,
   func: bigint | null,
   bitness: 32 | 64 = 64,
+  returnThunk: bigint | null = null,
 ): Uint8Array {
-  return func === null ? SCT_RET.slice() : jmpInsn(trampoline, func, bitness);
+  return staticCallInsn(trampoline, func, { tail: true, bitness, returnThunk }).code;
 }
 
 /**
@@ -65,11 +172,18 @@ export function trampolineInsn(
  * @param site Site address.
  * @param func The function, or null.
  * @param bitness 32 or 64.
- * @returns `call func` or the NOP5.
+ * @param options Tail call, `__static_call_return0`, return thunk (see {@link staticCallInsn}).
+ * @returns `call func` or the NOP5 (a tail site: `jmp func` or `ret`; a call to
+ *   `__static_call_return0`: {@link XOR5RAX}).
  * @throws {PatchError} If the function is out of rel32 range of the site.
  */
-export function inlineInsn(site: bigint, func: bigint | null, bitness: 32 | 64): Uint8Array {
-  return func === null ? nop5(bitness) : callInsn(site, func, bitness);
+export function inlineInsn(
+  site: bigint,
+  func: bigint | null,
+  bitness: 32 | 64,
+  options: Omit<StaticCallInsnOptions, "bitness"> = {},
+): Uint8Array {
+  return staticCallInsn(site, func, { ...options, bitness }).code;
 }
 
 /**
@@ -113,14 +227,61 @@ export class StaticCalls {
   readonly kernel: Kernel;
   /** Keys by name. */
   readonly keys: Map<string, StaticCallKey> = new Map();
+  /** `__x86_return_thunk` if RET forms are `jmp` to it (X86_FEATURE_RETHUNK), else null. */
+  readonly returnThunk: bigint | null;
+  #return0: bigint | null;
 
   /**
    * Creates the (empty) key table of a kernel.
    *
    * @param kernel A booted kernel.
+   * @param options `return0`: the address of `__static_call_return0` (default: the
+   *   kernel's symbol of that name, if any; see {@link StaticCalls.defineReturn0});
+   *   `returnThunk`: `__x86_return_thunk` when the CPU has X86_FEATURE_RETHUNK (default
+   *   null: RET is `c3`).
    */
-  constructor(kernel: Kernel) {
+  constructor(kernel: Kernel, options: { return0?: bigint; returnThunk?: bigint } = {}) {
     this.kernel = kernel;
+    this.#return0 = options.return0 ?? kernel.symbols.get("__static_call_return0") ?? null;
+    this.returnThunk = options.returnThunk ?? null;
+  }
+
+  /** `__static_call_return0`, or null while the kernel has none. */
+  get return0(): bigint | null {
+    return this.#return0;
+  }
+
+  /**
+   * `__static_call_return0` (`xorl %eax,%eax; ret`), loaded into kernel text the first
+   * time it is asked for.
+   *
+   * @returns Its address.
+   */
+  defineReturn0(): bigint {
+    if (this.#return0 === null) {
+      const src = "__static_call_return0:\n\txorl\t%eax, %eax\n\tret\n";
+      this.#return0 = this.kernel.loadText(src, { name: "__static_call_return0" })
+        .get("__static_call_return0")!;
+    }
+    return this.#return0;
+  }
+
+  /**
+   * What a site of a key gets for a function (see {@link staticCallInsn}).
+   *
+   * @param key The key.
+   * @param site One of its sites.
+   * @param func The function, or null.
+   * @returns The bytes and what to emulate.
+   * @throws {PatchError} If the function is out of rel32 range of the site.
+   */
+  siteInsn(key: StaticCallKey, site: bigint, func: bigint | null): StaticCallInsn {
+    return staticCallInsn(site, func, {
+      tail: key.tail?.has(site) ?? false,
+      bitness: this.kernel.bitness,
+      return0: this.#return0,
+      returnThunk: this.returnThunk,
+    });
   }
 
   /**
@@ -171,23 +332,25 @@ export class StaticCalls {
       align: 64,
     });
     const trampoline = labels.get(`__SCT__${name}`)!;
-    const key: StaticCallKey = { name, keyAddress, trampoline, sites: [], func };
+    const key: StaticCallKey = { name, keyAddress, trampoline, sites: [], tail: new Set(), func };
     k.mem.writeWord(keyAddress, ws, func ?? 0n);
-    k.textPoke(trampoline, trampolineInsn(trampoline, func, k.bitness));
+    k.textPoke(trampoline, trampolineInsn(trampoline, func, k.bitness, this.returnThunk));
     this.keys.set(name, key);
     return key;
   }
 
   /**
-   * Records an inline call site of a key (an entry of `.static_call_sites`) and writes the
+   * Records an inline site of a key (an entry of `.static_call_sites`) and writes the
    * key's current function there (`static_call_init`).
    *
    * @param key The key.
-   * @param site A 5-byte `call` or NOP5 in kernel text.
+   * @param site A 5-byte `call`, NOP5 or {@link XOR5RAX} in kernel text; with `tail`, a
+   *   `jmp` or `ret` (`__static_call_validate`).
+   * @param options `tail`: a tail-call site (`STATIC_CALL_SITE_TAIL`).
    * @throws {PatchError} If the key is not this table's, the site is already a site of a
    *   key, is not kernel text, or holds something else; checked before anything changes.
    */
-  addInlineSite(key: StaticCallKey, site: bigint): void {
+  addInlineSite(key: StaticCallKey, site: bigint, options: { tail?: boolean } = {}): void {
     this.#own(key, "addInlineSite");
     const k = this.kernel;
     for (const other of this.keys.values()) {
@@ -206,17 +369,34 @@ export class StaticCalls {
       );
     }
     const found = k.mem.readBytes(site, 5);
-    const nop = nop5(k.bitness);
-    if (found[0] !== 0xe8 && !found.every((b, i) => b === nop[i])) {
+    const tail = options.tail ?? false;
+    const ok = tail
+      ? found[0] === 0xe9 || found[0] === 0xc3
+      : found[0] === 0xe8 || sameBytes(found, nop5(k.bitness)) || sameBytes(found, XOR5RAX);
+    if (!ok) {
       throw new PatchError(
-        `static_call site ${hexAddr(site)} holds ${hexBytes(found)}, not a call or NOP5`,
+        `static_call site ${hexAddr(site)} holds ${hexBytes(found)}, not ${
+          tail ? "a tail-call jmp or ret" : "a call, NOP5 or xor5rax"
+        }`,
         site,
       );
     }
-    const want = inlineInsn(site, key.func, k.bitness);
+    if (tail && key.tail === undefined) {
+      throw new PatchError(
+        `static_call key ${key.name} has no tail-site set for the tail-call site ${hexAddr(site)}`,
+        site,
+      );
+    }
+    const want = staticCallInsn(site, key.func, {
+      tail,
+      bitness: k.bitness,
+      return0: this.#return0,
+      returnThunk: this.returnThunk,
+    }).code;
     k.textPoke(site, want);
     key.sites.push(site);
     key.sites.sort((a, b) => (a < b ? -1 : a > b ? 1 : 0));
+    if (tail) key.tail!.add(site);
   }
 
   /** Refuses a key this table did not define (another kernel's, or a hand-made object). */
@@ -246,7 +426,10 @@ export class StaticCalls {
 
   /**
    * `static_call_update(name, func)`: the key, then the trampoline (one batch), then
-   * every inline site (one batch).
+   * every inline site (one batch): call sites become `call func` (the NOP5 for NULL,
+   * {@link XOR5RAX} for `__static_call_return0`, emulating the call), tail-call sites
+   * `jmp func` (`ret` for NULL). The batch's sites are {@link StaticCallPatchSite}s: a
+   * runner should pass their `emulate` on to text_poke_bp.
    *
    * @param key The key.
    * @param func New function, or null.
@@ -268,20 +451,27 @@ export class StaticCalls {
     const tramp: PatchSite = {
       address: key.trampoline,
       old: k.mem.readBytes(key.trampoline, 5),
-      new: trampolineInsn(key.trampoline, func, k.bitness),
+      new: trampolineInsn(key.trampoline, func, k.bitness, this.returnThunk),
       role: "sc-trampoline",
     };
     const inline = key.sites.slice(); // the sites this update covers, fixed now
-    const want = inline.map((s) => inlineInsn(s, func, k.bitness));
+    const want = inline.map((s) => this.siteInsn(key, s, func));
     k.mem.writeWord(key.keyAddress, ws, func ?? 0n);
     key.func = func;
     if (!sameBytes(tramp.old, tramp.new)) yield* run([tramp]);
-    const sites: PatchSite[] = [];
+    const sites: StaticCallPatchSite[] = [];
     inline.forEach((s, i) => {
       // Read after the trampoline batch: a kernel thread may have yielded meanwhile.
       const old = k.mem.readBytes(s, 5);
-      if (!sameBytes(old, want[i]!)) {
-        sites.push({ address: s, old, new: want[i]!, role: "sc-inline" });
+      const w = want[i]!;
+      if (!sameBytes(old, w.code)) {
+        // The RET0 form is written while a call is emulated (`text_poke_bp(.., emulate)`):
+        // a runner that passes `emulate` on to text_poke_bp honours it.
+        sites.push(
+          w.emulate === undefined
+            ? { address: s, old, new: w.code, role: "sc-inline" }
+            : { address: s, old, new: w.code, role: "sc-inline", emulate: w.emulate },
+        );
       }
     });
     if (sites.length > 0) yield* run(sites);

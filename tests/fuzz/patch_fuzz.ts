@@ -96,7 +96,9 @@ function site(rng: Rng, bed: PatchBed): PokeSite {
     case 0:
     case 1:
       try {
-        bytes = rng.chance(0.5) ? callInsn(address, target) : jmpInsn(address, target);
+        bytes = rng.chance(0.5)
+          ? callInsn(address, target, k.bitness)
+          : jmpInsn(address, target, k.bitness);
       } catch {
         bytes = nop5(k.bitness); // address far from the text: no rel32 reaches it
       }
