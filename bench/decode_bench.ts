@@ -2,10 +2,11 @@
  * Decoder throughput: iced-x86 (`decodeOut` into one reused Instruction) against our
  * `decodeInto`, both walking every instruction of the same 1 MiB of real x86-64 code
  * (the start of the Deno executable's .text, cut at an instruction boundary).
+ * `decode/textpoke-length` walks the same instructions with `insnLength` (lengths only).
  */
 
 import { Decoder, Instruction } from "iced-x86";
-import { decodeInto } from "../lib/x86/decode.ts";
+import { decodeInto, insnLength } from "../lib/x86/decode.ts";
 import { Insn } from "../lib/x86/insn.ts";
 import { parseElf } from "../lib/x86/elf.ts";
 
@@ -50,7 +51,18 @@ function walkOurs(): number {
   return n;
 }
 
-if (walkIced() !== count || walkOurs() !== count) {
+function walkLength(): number {
+  let p = 0;
+  let n = 0;
+  const end = code.length;
+  while (p < end) {
+    p += insnLength(code, p, 64);
+    n++;
+  }
+  return n;
+}
+
+if (walkIced() !== count || walkOurs() !== count || walkLength() !== count) {
   throw new Error(
     `instruction counts differ: iced ${walkIced()}, ours ${walkOurs()}, expected ${count}`,
   );
@@ -79,4 +91,7 @@ Deno.bench({ name: "decode/iced-x86", group: "decode", baseline: true }, () => {
 });
 Deno.bench({ name: "decode/textpoke", group: "decode" }, () => {
   walkOurs();
+});
+Deno.bench({ name: "decode/textpoke-length", group: "decode" }, () => {
+  walkLength();
 });

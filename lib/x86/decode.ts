@@ -1075,6 +1075,258 @@ function _decode(out: Insn, m: Uint8Array, off: number, bits: number): number {
   return p - off;
 }
 
+// ---------------------------------------------------------------------------------------
+// 64-bit fast path: the most frequent forms of real compiled code (no legacy prefix, at
+// most a REX), decoded with few branches. Everything else, and anything this path does
+// not recognise, goes to `_decode`; both paths fill identical records (the fast path is a
+// shortcut, never a second opinion: `tests/decode_fast_test.ts` checks them against each other).
+
+/** Fast-path classes, by opcode (0–255 one-byte map, 256–511 the 0F map); 0: general path. */
+const FC = new Uint8Array(512);
+/** ModRM E,G / G,E forms: ALU 00–3B, test 84/85, xchg 86/87, mov 88–8B, lea 8D. */
+const FC_EG = 1;
+/** ModRM E,imm forms: 80 81 83 (group 1), C6 C7 (mov, /0 only). */
+const FC_EI = 2;
+/** Relative branches E8 E9 EB 70–7F 0F 80–8F, and push imm 68 / 6A: one signed immediate. */
+const FC_REL = 3;
+/** push / pop 50–5F. */
+const FC_PUSHPOP = 4;
+/** G, E with a byte/word source: 0F B6 B7 BE BF (movzx / movsx). */
+const FC_MOVX = 5;
+/** No operand: int3 CC (operand size), ret C3 and leave C9 (64-bit). */
+const FC_NONE = 6;
+for (let b = 0; b < 0x40; b++) if ((b & 7) < 4) FC[b] = FC_EG;
+for (let b = 0x84; b <= 0x8b; b++) FC[b] = FC_EG;
+FC[0x8d] = FC_EG;
+for (const b of [0x80, 0x81, 0x83, 0xc6, 0xc7]) FC[b] = FC_EI;
+for (const b of [0xe8, 0xe9, 0xeb, 0x68, 0x6a]) FC[b] = FC_REL;
+for (const b of [0xc3, 0xc9, 0xcc]) FC[b] = FC_NONE;
+for (let b = 0x70; b < 0x80; b++) FC[b] = FC_REL;
+for (let b = 0x80; b < 0x90; b++) FC[256 + b] = FC_REL;
+for (let b = 0x50; b < 0x60; b++) FC[b] = FC_PUSHPOP;
+for (const b of [0xb6, 0xb7, 0xbe, 0xbf]) FC[256 + b] = FC_MOVX;
+
+/** Operation of each fast-path opcode (index as {@link FC}). */
+const FOP = new Uint8Array(512);
+for (let b = 0; b < 0x40; b++) FOP[b] = Op.ADD + (b >> 3);
+FOP[0x84] = FOP[0x85] = Op.TEST;
+FOP[0x86] = FOP[0x87] = Op.XCHG;
+FOP[0x88] =
+  FOP[0x89] =
+  FOP[0x8a] =
+  FOP[0x8b] =
+    Op.MOV;
+FOP[0x8d] = Op.LEA;
+FOP[0xc6] = FOP[0xc7] = Op.MOV;
+FOP[0xe8] = Op.CALL;
+FOP[0x68] = FOP[0x6a] = Op.PUSH;
+FOP[0xc3] = Op.RET;
+FOP[0xc9] = Op.LEAVE;
+FOP[0xcc] = Op.INT3;
+FOP[0xe9] = FOP[0xeb] = Op.JMP;
+for (let b = 0x70; b < 0x80; b++) FOP[b] = Op.JCC;
+for (let b = 0x80; b < 0x90; b++) FOP[256 + b] = Op.JCC;
+for (let b = 0x50; b < 0x58; b++) FOP[b] = Op.PUSH;
+for (let b = 0x58; b < 0x60; b++) FOP[b] = Op.POP;
+FOP[256 + 0xb6] = FOP[256 + 0xb7] = Op.MOVZX;
+FOP[256 + 0xbe] = FOP[256 + 0xbf] = Op.MOVSX;
+/** 1 when the E,G form has the register operand first (G,E: 02/03-style, 8A 8B 8D). */
+const FDIR = new Uint8Array(256);
+for (let b = 0; b < 0x40; b++) FDIR[b] = (b >> 1) & 1;
+FDIR[0x8a] = FDIR[0x8b] = FDIR[0x8d] = 1;
+
+/** 1 for a REX byte (40–4F). */
+const REXI = new Uint8Array(256);
+/** {@link Prefix} bits of a REX byte. */
+const REXP = new Uint8Array(256);
+for (let i = 0x40; i < 0x50; i++) {
+  REXI[i] = 1;
+  REXP[i] = i & 8 ? Prefix.REX | Prefix.REX_W : Prefix.REX;
+}
+
+/**
+ * ModRM memory forms in 64-bit addressing without prefixes, by ModRM byte:
+ * bits 0–2 displacement bytes (0, 1, 4), bit 3 SIB follows, bit 4 RIP-relative.
+ */
+const MRM = new Uint8Array(256);
+for (let i = 0; i < 0xc0; i++) {
+  const mod = i >> 6, rm = i & 7;
+  MRM[i] = (mod === 1 ? 1 : mod === 2 ? 4 : rm === 5 ? 4 : 0) | (rm === 4 ? 8 : 0) |
+    (mod === 0 && rm === 5 ? 16 : 0);
+}
+
+/**
+ * Memory operand of a fast-path ModRM (mod != 3, 64-bit addressing): fills base, index,
+ * scale, disp, dispHi and returns the position after the displacement. `p` is after ModRM.
+ */
+function _fmem(out: Insn, m: Uint8Array, p: number, modrm: number, rex: number): number {
+  const f = MRM[modrm]!;
+  let base = (modrm & 7) | ((rex & 1) << 3);
+  let index = -1;
+  let scale = 0;
+  let dl = f & 7;
+  if (f & 8) {
+    const sib = m[p++]!;
+    const ix = ((sib >> 3) & 7) | ((rex & 2) << 2);
+    if (ix !== 4) {
+      index = ix;
+      scale = sib >> 6;
+    }
+    if ((sib & 7) === 5 && modrm < 0x40) {
+      base = -1;
+      dl = 4;
+    } else base = (sib & 7) | ((rex & 1) << 3);
+  } else if (f & 16) base = Reg.RIP;
+  // Read four bytes whatever the length (the window is padded), then keep 0, 1 or 4.
+  const raw = m[p]! | (m[p + 1]! << 8) | (m[p + 2]! << 16) | (m[p + 3]! << 24);
+  const disp = dl === 4 ? raw : dl === 1 ? (raw << 24) >> 24 : 0;
+  out.base = base;
+  out.index = index;
+  out.scale = scale;
+  out.disp = disp;
+  out.dispHi = disp >> 31;
+  return p + dl;
+}
+
+/**
+ * The fast path: decodes `m[p..]` (64-bit mode, at least {@link WINDOW} bytes readable)
+ * when it is one of the {@link FC} forms, filling every field of `out` but `len`.
+ * Returns the length, or 0 to send the instruction to the general path.
+ */
+function _fast64(out: Insn, m: Uint8Array, p: number): number {
+  const b0 = m[p]!;
+  const r = REXI[b0]!;
+  const rex = b0 & -r;
+  let q = p + r;
+  let b = m[q]!;
+  const esc = b === 0x0f ? 256 : 0;
+  q += esc >> 8;
+  b = m[q++]!;
+  const c = FC[esc | b]!;
+  if (c === 0) return 0;
+  const w = rex & 8;
+  const osz = w ? 8 : 4;
+  let op = FOP[esc | b]!;
+  let nops = 2;
+  let cc = 0;
+  let k0 = 0, r0 = -1, s0 = 0, k1 = 0, r1 = -1, s1 = 0;
+  let imm = 0, immHi = 0;
+  let opSize = osz;
+  if (c === FC_EG || c === FC_EI || c === FC_MOVX) {
+    const modrm = m[q++]!;
+    let ek: number = REG, er = -1;
+    if (modrm >= 0xc0) {
+      er = (modrm & 7) | ((rex & 1) << 3);
+      out.base = -1;
+      out.index = -1;
+      out.scale = 0;
+      out.disp = 0;
+      out.dispHi = 0;
+    } else {
+      ek = MEM;
+      q = _fmem(out, m, q, modrm, rex);
+    }
+    const sz = c === FC_MOVX ? osz : b & 1 ? osz : 1;
+    // Byte registers 4–7 without REX are AH..BH.
+    const erb = sz === 1 && rex === 0 && er >= 4 && er < 8 ? er + 12 : er;
+    if (c === FC_EI) {
+      const g3 = (modrm >> 3) & 7;
+      if (b >= 0xc6) {
+        if (g3 !== 0) return 0;
+      } else op = Op.ADD + g3;
+      k0 = ek;
+      r0 = erb;
+      s0 = sz;
+      k1 = IMM;
+      s1 = sz;
+      const raw = m[q]! | (m[q + 1]! << 8) | (m[q + 2]! << 16) | (m[q + 3]! << 24);
+      if (b === 0x83) {
+        imm = (raw << 24) >> 24;
+        immHi = imm >> 31;
+        q++;
+      } else if (sz === 1) {
+        imm = raw & 0xff;
+        q++;
+      } else {
+        imm = raw;
+        if (sz === 8) immHi = raw >> 31;
+        q += 4;
+      }
+    } else {
+      const g = ((modrm >> 3) & 7) | ((rex & 4) << 1);
+      if (c === FC_MOVX) {
+        k0 = REG;
+        r0 = g;
+        s0 = osz;
+        k1 = ek;
+        r1 = b & 1 || rex !== 0 || er < 4 || er >= 8 ? er : er + 12;
+        s1 = b & 1 ? 2 : 1;
+      } else {
+        if (b === 0x8d && ek === REG) return 0; // lea with a register source: #UD
+        const gb = sz === 1 && rex === 0 && g >= 4 && g < 8 ? g + 12 : g;
+        s0 = s1 = sz;
+        if (FDIR[b]) {
+          k0 = REG;
+          r0 = gb;
+          k1 = ek;
+          r1 = erb;
+        } else {
+          k0 = ek;
+          r0 = erb;
+          k1 = REG;
+          r1 = gb;
+        }
+      }
+      opSize = sz;
+    }
+    if (c === FC_EI) opSize = sz;
+  } else {
+    out.base = -1;
+    out.index = -1;
+    out.scale = 0;
+    out.disp = 0;
+    out.dispHi = 0;
+    nops = 1;
+    k0 = REG;
+    s0 = 8;
+    opSize = 8;
+    if (c === FC_REL) {
+      k0 = IMM;
+      if (esc !== 0 || (b >= 0xe8 && b < 0xea) || b === 0x68) {
+        imm = m[q]! | (m[q + 1]! << 8) | (m[q + 2]! << 16) | (m[q + 3]! << 24);
+        q += 4;
+      } else imm = (m[q++]! << 24) >> 24;
+      immHi = imm >> 31;
+      if (op === Op.JCC) cc = b & 15;
+    } else if (c === FC_PUSHPOP) r0 = (b & 7) | ((rex & 1) << 3);
+    else { // FC_NONE
+      nops = 0;
+      k0 = 0;
+      s0 = 0;
+      if (b === 0xcc) opSize = osz;
+    }
+  }
+  out.prefixes = REXP[b0]!;
+  out.seg = -1;
+  out.addrSize = 8;
+  out.opSize = opSize;
+  out.op = op;
+  out.cc = cc;
+  out.nops = nops;
+  out.kind0 = k0;
+  out.reg0 = r0;
+  out.size0 = s0;
+  out.kind1 = k1;
+  out.reg1 = r1;
+  out.size1 = s1;
+  out.kind2 = 0;
+  out.reg2 = -1;
+  out.size2 = 0;
+  out.imm = imm;
+  out.immHi = immHi;
+  return q - p;
+}
+
 /**
  * Decodes one instruction into `out` without allocating (the hot-path form): every field
  * of `out` is overwritten.
@@ -1096,8 +1348,16 @@ function _decode(out: Insn, m: Uint8Array, off: number, bits: number): number {
 export function decodeInto(out: Insn, bytes: Uint8Array, offset: number, bitness: 32 | 64): Insn {
   const avail = bytes.length - offset;
   let len: number;
-  if (avail >= WINDOW) len = _decode(out, bytes, offset, bitness);
-  else {
+  if (avail >= WINDOW) {
+    if (bitness === 64) {
+      const n = _fast64(out, bytes, offset);
+      if (n !== 0) {
+        out.len = n;
+        return out;
+      }
+    }
+    len = _decode(out, bytes, offset, bitness);
+  } else {
     if (avail <= 0) {
       out.prefixes = 0;
       out.seg = -1;
