@@ -19,17 +19,20 @@
  * - `Slot.atomic` marks locked instructions; `pause` calls `Machine.onPause`.
  *
  * Hot path: the loop reads one attention word, looks the slot up by
- * `ip - fetchPageBase` in the fetch TLB's slot array and calls `slot.fn(cpu, slot)`.
+ * `ip - fetchPageBase` in the fetch TLB's slot array and runs it with `execute(cpu, slot)`
+ * (a switch that calls the hot handlers directly, `slot.fn` otherwise). Each TLB (read,
+ * write, fetch) keeps a victim entry: the page it held before its last refill.
  * Arithmetic flags of ADD/SUB/AND/OR/XOR/CMP/TEST are lazy: the operands are recorded and
- * `aluBinary` computes the flags when {@link Cpu.flags} is next read.
+ * `aluBinary` computes the flags when {@link Cpu.flags} is next read; {@link Cpu.cond}
+ * answers Jcc/SETcc/CMOVcc from the recorded operands when it can.
  *
  * @module
  */
 
 import { hexAddr, hexBytes, MachineError } from "../errors.ts";
 import { decodeInto } from "../x86/decode.ts";
-import { bindHandler, Slot } from "../x86/execute.ts";
-import { aluBinary, aluOut } from "../x86/alu.ts";
+import { bindHandler, execute, Slot } from "../x86/execute.ts";
+import { aluBinary, aluOut, condition } from "../x86/alu.ts";
 import { IF } from "../x86/flags.ts";
 import { Op } from "../x86/insn.ts";
 import {
@@ -198,6 +201,18 @@ export class Cpu implements CpuCore {
   private codeFrames: Uint8Array;
   private fBase = NO_PAGE;
   private fSlots: (Slot | undefined)[] = NO_SLOTS;
+  // Victim entries: the page each TLB held before its last refill (code paths alternate
+  // between two pages — stack and data, caller and callee text — so a miss usually hits
+  // here and swaps instead of translating). Reset with the main entries.
+  private rBase2 = NaN;
+  private rBytes2: Uint8Array = new Uint8Array(0);
+  private rView2: DataView = new DataView(new ArrayBuffer(0));
+  private wBase2 = NaN;
+  private wBytes2: Uint8Array = new Uint8Array(0);
+  private wView2: DataView = new DataView(new ArrayBuffer(0));
+  private wFrame2 = 0;
+  private fBase2 = NO_PAGE;
+  private fSlots2: (Slot | undefined)[] = NO_SLOTS;
   /** Predecoded instructions: physical frame → slot per offset. */
   private readonly codePages: Map<number, (Slot | undefined)[]> = new Map();
   private readonly regs: Map<string, RegInfo>;
@@ -235,6 +250,67 @@ export class Cpu implements CpuCore {
   set flags(v: number) {
     this.lzOp = 0;
     this.fl = v;
+  }
+
+  /**
+   * Evaluates a condition code (Jcc / SETcc / CMOVcc) without materializing pending lazy
+   * flags when the pending operation decides it directly: ZF for every lazy op, the
+   * unsigned and signed orderings of SUB/CMP (`a < b`), and the conditions of a logic op
+   * (CF = OF = 0, so they reduce to ZF and SF). Anything else materializes the flags.
+   * @param cc Condition code (0–15).
+   * @returns Whether the condition holds.
+   */
+  cond(cc: number): boolean {
+    const op = this.lzOp;
+    if (op === 0) return condition(cc, this.fl);
+    const k = cc >> 1;
+    const a = this.lzA | 0;
+    const b = this.lzB | 0;
+    const w = this.lzSize === 8;
+    const ah = w ? this.lzAh | 0 : 0;
+    const bh = w ? this.lzBh | 0 : 0;
+    let r: boolean;
+    if (op === Op.SUB || op === Op.CMP) {
+      if (k === 2) r = ((a ^ b) | (ah ^ bh)) === 0;
+      else if (k === 1 || k === 3) {
+        // Unsigned a < b (CF), or a <= b (CF | ZF).
+        r = ah !== bh ? (ah >>> 0) < (bh >>> 0) : (a >>> 0) < (b >>> 0);
+        if (k === 3 && !r) r = ((a ^ b) | (ah ^ bh)) === 0;
+      } else if (k === 6 || k === 7) {
+        // Signed a < b (SF != OF), or a <= b (ZF | SF != OF).
+        if (w) r = ah !== bh ? ah < bh : (a >>> 0) < (b >>> 0);
+        else r = a < b;
+        if (k === 7 && !r) r = ((a ^ b) | (ah ^ bh)) === 0;
+      } else return condition(cc, this.flags);
+    } else if (op === Op.AND || op === Op.TEST || op === Op.OR || op === Op.XOR) {
+      let lo: number;
+      let hi: number;
+      if (op === Op.OR) {
+        lo = a | b;
+        hi = ah | bh;
+      } else if (op === Op.XOR) {
+        lo = a ^ b;
+        hi = ah ^ bh;
+      } else {
+        lo = a & b;
+        hi = ah & bh;
+      }
+      const zf = (lo | hi) === 0;
+      const sf = (w ? hi : lo) < 0;
+      // CF = OF = 0 after a logic op.
+      if (k === 0 || k === 1) r = false;
+      else if (k === 2 || k === 3) r = zf;
+      else if (k === 4 || k === 6) r = sf;
+      else if (k === 7) r = zf || sf;
+      else return condition(cc, this.flags);
+    } else if (k === 2) {
+      // ADD: the result is zero.
+      if (w) {
+        const carry = (a >>> 0) + (b >>> 0) > 0xffffffff ? 1 : 0;
+        r = ((a + b) | 0) === 0 && ((ah + bh + carry) | 0) === 0;
+      } else r = ((a + b) | 0) === 0;
+    } else return condition(cc, this.flags);
+    return (cc & 1) === 0 ? r : !r;
   }
 
   /**
@@ -561,8 +637,9 @@ export class Cpu implements CpuCore {
   flushTlb(): void {
     this.rBase = NaN;
     this.wBase = NaN;
-    this.fBase = NO_PAGE;
-    this.fSlots = NO_SLOTS;
+    this.rBase2 = NaN;
+    this.wBase2 = NaN;
+    this.dropFetchTlb();
     this.codeFrames = this.machine.memory.codeFrames;
   }
 
@@ -586,8 +663,15 @@ export class Cpu implements CpuCore {
   /** Drops every predecoded instruction of this CPU. */
   flushCode(): void {
     this.codePages.clear();
+    this.dropFetchTlb();
+  }
+
+  /** Drops both fetch TLB entries. */
+  private dropFetchTlb(): void {
     this.fBase = NO_PAGE;
     this.fSlots = NO_SLOTS;
+    this.fBase2 = NO_PAGE;
+    this.fSlots2 = NO_SLOTS;
   }
 
   /**
@@ -595,10 +679,7 @@ export class Cpu implements CpuCore {
    * @param frame Physical frame number.
    */
   dropFrame(frame: number): void {
-    if (this.codePages.delete(frame)) {
-      this.fBase = NO_PAGE;
-      this.fSlots = NO_SLOTS;
-    }
+    if (this.codePages.delete(frame)) this.dropFetchTlb();
   }
 
   // -------------------------------------------------------------------------------------
@@ -630,10 +711,31 @@ export class Cpu implements CpuCore {
 
   /** TLB miss or page-crossing read: translate (#PF), refill the read TLB, read. */
   private readSlow(a: number, size: number): number {
+    const o2 = a - this.rBase2;
+    if (o2 >= 0 && o2 <= PAGE - size) {
+      // Victim hit: swap the two entries.
+      const base = this.rBase2;
+      const bytes = this.rBytes2;
+      const view = this.rView2;
+      this.rBase2 = this.rBase;
+      this.rBytes2 = this.rBytes;
+      this.rView2 = this.rView;
+      this.rBase = base;
+      this.rBytes = bytes;
+      this.rView = view;
+      if (size === 1) return bytes[o2]!;
+      if (size === 2) return view.getUint16(o2, true);
+      if (size === 4) return view.getInt32(o2, true);
+      this.hi64 = view.getInt32(o2 + 4, true);
+      return view.getInt32(o2, true);
+    }
     const e = this.translate(a, READ, this.cplValue === 3);
     const f = Math.floor(e / 16);
     const mem = this.machine.memory;
     const base = a - (((a % PAGE) + PAGE) % PAGE);
+    this.rBase2 = this.rBase;
+    this.rBytes2 = this.rBytes;
+    this.rView2 = this.rView;
     this.rBase = base;
     this.rBytes = mem.frames[f]!;
     this.rView = mem.views[f]!;
@@ -702,6 +804,25 @@ export class Cpu implements CpuCore {
       this.writeLineSplit(a, size, lo, hi);
       return;
     }
+    const o2 = a - this.wBase2;
+    if (o2 >= 0 && o2 <= PAGE - size) {
+      // Victim hit: swap the two entries, then store as the fast path does.
+      const base = this.wBase2;
+      const bytes = this.wBytes2;
+      const view = this.wView2;
+      const frame = this.wFrame2;
+      this.wBase2 = this.wBase;
+      this.wBytes2 = this.wBytes;
+      this.wView2 = this.wView;
+      this.wFrame2 = this.wFrame;
+      this.wBase = base;
+      this.wBytes = bytes;
+      this.wView = view;
+      this.wFrame = frame;
+      this.codeFrames = this.machine.memory.codeFrames;
+      this.storeFast(o2, size, lo, hi);
+      return;
+    }
     const user = this.cplValue === 3;
     const e = this.translate(a, WRITE, user);
     const mem = this.machine.memory;
@@ -709,6 +830,10 @@ export class Cpu implements CpuCore {
     const base = a - (((a % PAGE) + PAGE) % PAGE);
     const o = a - base;
     if (o + size <= PAGE) {
+      this.wBase2 = this.wBase;
+      this.wBytes2 = this.wBytes;
+      this.wView2 = this.wView;
+      this.wFrame2 = this.wFrame;
       this.wBase = base;
       this.wBytes = mem.frames[f]!;
       this.wView = mem.views[f]!;
@@ -849,6 +974,18 @@ export class Cpu implements CpuCore {
     const e = this.translate(a, WRITE, false);
     const o = ((a % PAGE) + PAGE) % PAGE;
     const f = Math.floor(e / 16);
+    if (o + size <= PAGE) {
+      const mem = this.machine.memory;
+      if (mem.codeFrames[f] !== 0) this.codeStore(f, o, size);
+      const v = mem.views[f]!;
+      if (size === 8) {
+        v.setInt32(o, lo, true);
+        v.setInt32(o + 4, hi, true);
+      } else if (size === 4) v.setInt32(o, lo, true);
+      else if (size === 2) v.setUint16(o, lo, true);
+      else mem.frames[f]![o] = lo;
+      return;
+    }
     let f2 = f;
     if (o + size > PAGE) f2 = Math.floor(this.translate(this.next(a, PAGE - o), WRITE, false) / 16);
     this.storeSplit(f, o, f2, size, lo, hi);
@@ -924,11 +1061,27 @@ export class Cpu implements CpuCore {
       const n = machine.natives.get(ip);
       if (n !== undefined) return n.slot;
     }
+    const o2 = ip - this.fBase2;
+    if (o2 >= 0 && o2 < PAGE) {
+      // Victim hit: swap the two entries.
+      const base = this.fBase2;
+      const victim = this.fSlots2;
+      this.fBase2 = this.fBase;
+      this.fSlots2 = this.fSlots;
+      this.fBase = base;
+      this.fSlots = victim;
+      const hit = victim[o2];
+      if (hit !== undefined) return hit;
+    }
     const user = this.cplValue === 3;
     const e = this.translate(ip, FETCH, user);
     const frame = Math.floor(e / 16);
     const base = ip - (((ip % PAGE) + PAGE) % PAGE);
     const slots = this.slotsFor(frame);
+    if (base !== this.fBase) {
+      this.fBase2 = this.fBase;
+      this.fSlots2 = this.fSlots;
+    }
     this.fBase = base;
     this.fSlots = slots;
     const off = ip - base;
@@ -1045,7 +1198,7 @@ export class Cpu implements CpuCore {
     let s = off >= 0 && off < PAGE ? this.fSlots[off] : undefined;
     try {
       if (s === undefined) s = this.fetchSlow(ip);
-      s.fn(this, s);
+      execute(this, s);
     } catch (e) {
       if (!(e instanceof X86Fault)) throw e;
       this.ip = ip;
@@ -1078,7 +1231,7 @@ export class Cpu implements CpuCore {
       let s = off >= 0 && off < PAGE ? this.fSlots[off] : undefined;
       try {
         if (s === undefined) s = this.fetchSlow(ip);
-        s.fn(this, s);
+        execute(this, s);
       } catch (e) {
         if (!(e instanceof X86Fault)) throw e;
         this.ip = ip;
