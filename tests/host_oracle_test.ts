@@ -12,7 +12,8 @@
 
 import assert from "node:assert/strict";
 import { ARITH } from "../lib/x86/flags.ts";
-import { type Case, genCase, type GenInsn, type HostResult, K, Rng } from "./oracle/cases.ts";
+import { type Case, genCase, type GenInsn, type HostResult, K } from "./oracle/cases.ts";
+import { Rng } from "./fuzz/prng.ts";
 import { undefinedFlags } from "../lib/x86/alu.ts";
 import { Op } from "../lib/x86/insn.ts";
 import { buildHarness, compare, flagNames, type Harness, runHost } from "./oracle/host.ts";

@@ -102,3 +102,55 @@ export function classifyExecution(
   if (news.includes(obs.target)) return "new";
   return obs.target === null ? "skipped" : "other";
 }
+
+/** How many executions were observed, and how many ended in each class. */
+export interface ExecutionCounts {
+  /** Executions of patched sites observed. */
+  executions: number;
+  /** Executions that behaved as the old instruction. */
+  old: number;
+  /** Executions that behaved as the new instruction. */
+  new: number;
+  /** Executions where a call both instructions make did not happen. */
+  skipped: number;
+  /** Executions that called a target neither instruction names. */
+  other: number;
+  /** Executions that faulted, oopsed, hung or corrupted a frame. */
+  crashed: number;
+}
+
+/**
+ * Re-labels a CPU's last closed execution as `crashed`: a check at the start of the next
+ * one (a clobbered callee-saved register, a wrong stack pointer, a fault between two
+ * executions) shows that the last one corrupted the worker's frame although its body ran.
+ * Moves its count from its class to `crashed`, and replaces it in the CPU's timeline
+ * when it is still the timeline's last event.
+ *
+ * @param counts The run's counts, updated in place.
+ * @param last The CPU's last closed execution, if any.
+ * @param why What the check found.
+ * @param timeline The CPU's timeline, when one is recorded.
+ * @returns The re-labelled event, or null when there was none or it was already `crashed`.
+ * @example
+ * ```ts
+ * import { recrashLast } from "@textpoke/textpoke";
+ *
+ * const counts = { executions: 1, old: 1, new: 0, skipped: 0, other: 0, crashed: 0 };
+ * const ev = recrashLast(counts, { class: "old" as const }, "rbx clobbered", undefined);
+ * console.log(ev?.class, counts.old, counts.crashed); // crashed 0 1
+ * ```
+ */
+export function recrashLast<E extends { readonly class: ExecutionClass; readonly why?: string }>(
+  counts: ExecutionCounts,
+  last: E | null | undefined,
+  why: string,
+  timeline: E[] | undefined,
+): E | null {
+  if (last === null || last === undefined || last.class === "crashed") return null;
+  counts[last.class]--;
+  counts.crashed++;
+  const ev: E = { ...last, class: "crashed", why };
+  const end = timeline === undefined ? -1 : timeline.length - 1;
+  if (end >= 0 && timeline![end] === last) timeline![end] = ev;
+  return ev;
+}

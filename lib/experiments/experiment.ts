@@ -65,7 +65,13 @@ import {
   type TargetStrategy,
 } from "../proposals/proposals.ts";
 import { StaticCalls } from "../static_call/static_call.ts";
-import { classifyExecution, type ExecutionClass, type TransitionWindow } from "./classify.ts";
+import {
+  classifyExecution,
+  type ExecutionClass,
+  type ExecutionCounts,
+  recrashLast,
+  type TransitionWindow,
+} from "./classify.ts";
 
 /** The scenario ids. */
 export type ScenarioId = "ftrace-transition" | "livepatch-transition" | "static-call-update";
@@ -134,8 +140,8 @@ export interface ExecutionEvent {
   readonly why?: string;
 }
 
-/** The result of one run: a plain record. */
-export interface ExperimentRecord {
+/** The result of one run: a plain record (with the {@link ExecutionCounts}). */
+export interface ExperimentRecord extends ExecutionCounts {
   /** Scenario id. */
   scenario: ScenarioId;
   /** Preset id, or `push+target` for an unnamed combination. */
@@ -152,18 +158,6 @@ export interface ExperimentRecord {
   cpus: number;
   /** Scheduler seed. */
   seed: number;
-  /** Executions of patched sites observed. */
-  executions: number;
-  /** Executions that behaved as the old instruction. */
-  old: number;
-  /** Executions that behaved as the new instruction. */
-  new: number;
-  /** Executions where a call both instructions make did not happen. */
-  skipped: number;
-  /** Executions that called a target neither instruction names. */
-  other: number;
-  /** Executions that faulted, oopsed, hung or corrupted a frame. */
-  crashed: number;
   /** False when the combination does not apply (all counts are then 0). */
   applicable: boolean;
   /** Why it does not apply, or how the run ended if not normally. */
@@ -738,14 +732,8 @@ ${post}	call	__body
 
   /** The frame checks at a mark failed: the last execution on this CPU corrupted it. */
   #recrash(cpu: number, why: string): void {
-    const last = this.#lastClosed[cpu];
-    if (last === null || last === undefined || last.class === "crashed") return;
-    this.record[last.class]--;
-    this.record.crashed++;
-    const ev = { ...last, class: "crashed" as const, why };
-    this.#lastClosed[cpu] = ev;
-    const tl = this.timelines?.[cpu];
-    if (tl !== undefined && tl.length > 0 && tl[tl.length - 1] === last) tl[tl.length - 1] = ev;
+    const ev = recrashLast(this.record, this.#lastClosed[cpu], why, this.timelines?.[cpu]);
+    if (ev !== null) this.#lastClosed[cpu] = ev;
   }
 
   /** The task on `cpu` died (fault, oops, hang): count it and start a fresh one. */

@@ -27,6 +27,8 @@ import { proposal as lookupProposal } from "../proposals/proposals.ts";
 import {
   classifyExecution,
   type ExecutionClass,
+  type ExecutionCounts,
+  recrashLast,
   type TransitionWindow,
 } from "../experiments/classify.ts";
 import type { KernelImage } from "./image.ts";
@@ -69,8 +71,8 @@ export interface RealRaceEvent {
   readonly why?: string;
 }
 
-/** The result of {@link realKernelRace}. */
-export interface RealRaceRecord {
+/** The result of {@link realKernelRace} (with the {@link ExecutionCounts}). */
+export interface RealRaceRecord extends ExecutionCounts {
   /** Preset id. */
   readonly proposal: string;
   /** Push strategy. */
@@ -93,18 +95,6 @@ export interface RealRaceRecord {
   }[];
   /** Transitions performed. */
   transitions: number;
-  /** Executions observed. */
-  executions: number;
-  /** As the old instruction. */
-  old: number;
-  /** As the new instruction. */
-  new: number;
-  /** A call both instructions make did not happen. */
-  skipped: number;
-  /** A call to a target neither names. */
-  other: number;
-  /** Faulted, oopsed, hung or corrupted a frame. */
-  crashed: number;
   /** Scheduling steps. */
   steps: number;
   /** How the run ended, if not normally. */
@@ -238,14 +228,8 @@ export function realKernelRace(
     timelines?.[cpu]?.push(ev);
   };
   const recrash = (cpu: number, why: string): void => {
-    const last = lastClosed[cpu];
-    if (last === null || last === undefined || last.class === "crashed") return;
-    rec[last.class]--;
-    rec.crashed++;
-    const ev: RealRaceEvent = { ...last, class: "crashed", why };
-    lastClosed[cpu] = ev;
-    const tl = timelines?.[cpu];
-    if (tl !== undefined && tl.length > 0 && tl[tl.length - 1] === last) tl[tl.length - 1] = ev;
+    const ev = recrashLast(rec, lastClosed[cpu], why, timelines?.[cpu]);
+    if (ev !== null) lastClosed[cpu] = ev;
   };
   const clearPercpu = (cpu: number) => {
     k.mem.writeBytes(handler.percpu[cpu]!, new Uint8Array(64));

@@ -24,6 +24,7 @@
  */
 
 import { MachineError } from "../errors.ts";
+import { USER_DS_32 } from "./constants.ts";
 
 /** The selectable int3 entry variants. */
 export type EntryVariant = "64-nogap" | "64-gap" | "32-plain" | "32-seed" | "32-fixup";
@@ -83,7 +84,7 @@ const PUSH_REGS_64 = `
 `;
 
 const POP_REGS_64 = `
-	/* POP_REGS */
+	/* POP_REGS (orig_ax stays on the stack) */
 	popq	%r15
 	popq	%r14
 	popq	%r13
@@ -99,7 +100,6 @@ const POP_REGS_64 = `
 	popq	%rdx
 	popq	%rsi
 	popq	%rdi
-	addq	$8, %rsp			/* orig_ax */
 `;
 
 function symbols64(): Map<string, bigint> {
@@ -138,12 +138,12 @@ function entry64(gap: boolean): EntrySource {
   const text = `
 int3:
 	pushq	$-1				/* ORIG_RAX: no syscall to restart */
-${gapText}${PUSH_REGS_64}
+${gapText}${saveRegsText(64)}
 	movq	%rsp, %rdi			/* pt_regs pointer */
 	xorl	%esi, %esi			/* no error code */
 	call	do_int3
 int3_ret:
-${POP_REGS_64}
+${restoreRegsText(64)}${dropOrigAx(64)}
 	iretq
 `;
   return { name, bitness: 64, text, entry: "int3", calls: ["do_int3"], symbols: symbols64() };
@@ -156,8 +156,8 @@ const SAVE_ALL_32_HEAD = `
 
 const SAVE_ALL_32_TAIL = `
 	pushl	$0				/* fs */
-	pushl	$__USER_DS			/* es */
-	pushl	$__USER_DS			/* ds */
+	pushl	$${hex(USER_DS_32)}			/* es: __USER_DS */
+	pushl	$${hex(USER_DS_32)}			/* ds: __USER_DS */
 	pushl	%eax
 	pushl	%ebp
 	pushl	%edi
@@ -176,9 +176,53 @@ const RESTORE_REGS_32 = `
 	popl	%edi
 	popl	%ebp
 	popl	%eax
-	addl	$16, %esp			/* ds es fs gs */
-	addl	$4, %esp			/* orig_eax */
+	addl	$16, %esp			/* ds es fs gs (orig_eax stays on the stack) */
 `;
+
+/** A selector as a literal immediate, so the text needs no symbol table (lib/proposals). */
+function hex(v: number): string {
+  return `0x${v.toString(16)}`;
+}
+
+/**
+ * The AT&T text that saves every general register in pt_regs order (x86-64: di first,
+ * r15 last, as `PUSH_AND_CLEAR_REGS` without the clearing; x86-32: `SAVE_ALL` with the
+ * segment slots filled with constants). It runs right after the stub pushed orig_ax, so
+ * `%rsp`/`%esp` ends pointing at a complete pt_regs. The kernel's entries and the
+ * proposals' own int3 entries (lib/proposals/push.ts) are built from it, so their frames
+ * cannot drift apart.
+ *
+ * @param bitness 32 or 64.
+ * @returns AT&T source, one instruction a line.
+ * @example The x86-64 save starts with %rdi
+ * ```ts
+ * import { saveRegsText } from "@textpoke/textpoke";
+ *
+ * console.log(saveRegsText(64).includes("pushq\t%rdi")); // true
+ * ```
+ */
+export function saveRegsText(bitness: 32 | 64): string {
+  return bitness === 64 ? PUSH_REGS_64 : `${SAVE_ALL_32_HEAD}${SAVE_ALL_32_TAIL}`;
+}
+
+/**
+ * The AT&T text that undoes {@link saveRegsText}: it reloads every general register from
+ * pt_regs (x86-32: and skips the four segment slots) and leaves `%rsp`/`%esp` pointing at
+ * orig_ax, which the caller drops (or reuses) itself.
+ *
+ * @param bitness 32 or 64.
+ * @returns AT&T source, one instruction a line.
+ */
+export function restoreRegsText(bitness: 32 | 64): string {
+  return bitness === 64 ? POP_REGS_64 : RESTORE_REGS_32;
+}
+
+/** Drops orig_ax after {@link restoreRegsText}. */
+function dropOrigAx(bitness: 32 | 64): string {
+  return bitness === 64
+    ? "\taddq\t$8, %rsp\t\t\t/* orig_ax */\n"
+    : "\taddl\t$4, %esp\t\t\t/* orig_eax */\n";
+}
 
 const FIXUP_FRAME_32 = `
 	/*
@@ -249,7 +293,7 @@ ${SAVE_ALL_32_HEAD}${fixup ? FIXUP_FRAME_32 : ""}${SAVE_ALL_32_TAIL}
 	movl	%esp, %eax			/* pt_regs pointer */
 ${call}
 int3_ret:
-${RESTORE_REGS_32}${fixup ? IRET_FRAME_32 : ""}
+${restoreRegsText(32)}${dropOrigAx(32)}${fixup ? IRET_FRAME_32 : ""}
 	iret
 `;
   return {
@@ -307,21 +351,21 @@ export function nmiEntrySource(bitness: 32 | 64): EntrySource {
     ? `
 nmi:
 	pushq	$-1
-${PUSH_REGS_64}
+${saveRegsText(64)}
 	movq	%rsp, %rdi
 	xorl	%esi, %esi
 	call	do_nmi
-${POP_REGS_64}
+${restoreRegsText(64)}${dropOrigAx(64)}
 	iretq
 `
     : `
 nmi:
 	pushl	$-1
-${SAVE_ALL_32_HEAD}${SAVE_ALL_32_TAIL}
+${saveRegsText(32)}
 	xorl	%edx, %edx
 	movl	%esp, %eax
 	call	do_nmi
-${RESTORE_REGS_32}
+${restoreRegsText(32)}${dropOrigAx(32)}
 	iret
 `;
   return {

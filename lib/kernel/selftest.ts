@@ -32,7 +32,12 @@ export interface SelftestResult {
   readonly emulated: number;
 }
 
-const SRC_64 = `
+/**
+ * The self-test's function and its "callee", which stores 1 through the pointer argument
+ * (x86-64: %rdi; x86-32 regparm(3): %eax, both for the test function and int3_magic).
+ */
+function selftestSource(bitness: 32 | 64): string {
+  return `
 int3_selftest_fn:
 int3_selftest_ip:
 	int3
@@ -42,24 +47,10 @@ int3_selftest_ip:
 	nop
 	ret
 int3_magic:
-	movl	$1, (%rdi)
+	movl	$1, (${bitness === 64 ? "%rdi" : "%eax"})
 	ret
 `;
-
-// regparm(3): the pointer comes in %eax, both for the test function and for int3_magic.
-const SRC_32 = `
-int3_selftest_fn:
-int3_selftest_ip:
-	int3
-	nop
-	nop
-	nop
-	nop
-	ret
-int3_magic:
-	movl	$1, (%eax)
-	ret
-`;
+}
 
 const REGS_64 = [
   "rax",
@@ -97,7 +88,7 @@ const REGS_32 = ["eax", "ebx", "ecx", "edx", "esi", "edi", "ebp", "esp"];
  */
 export function int3Selftest(kernel: Kernel, cpu = 0): SelftestResult {
   if (!kernel.symbols.has("int3_selftest_fn")) {
-    kernel.loadText(kernel.bitness === 64 ? SRC_64 : SRC_32, { name: "int3_selftest" });
+    kernel.loadText(selftestSource(kernel.bitness), { name: "int3_selftest" });
   }
   const ip = kernel.symbol("int3_selftest_ip");
   const magic = kernel.symbol("int3_magic");

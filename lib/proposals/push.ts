@@ -29,6 +29,8 @@
  * @module
  */
 
+import { restoreRegsText, saveRegsText } from "../kernel/entry.ts";
+
 /** Offset of the "a push is pending" flag in the per-CPU area (entry-fixup). */
 export const PCPU_PUSH_PENDING = 0;
 /** Offset of the word to push (entry-fixup). */
@@ -40,66 +42,26 @@ export const PCPU_STUB_TGT = 24;
 /** Size of the per-CPU area. */
 export const PCPU_SIZE = 64;
 
-const PUSH_REGS_64 = `
-	pushq	%rdi
-	pushq	%rsi
-	pushq	%rdx
-	pushq	%rcx
-	pushq	%rax
-	pushq	%r8
-	pushq	%r9
-	pushq	%r10
-	pushq	%r11
-	pushq	%rbx
-	pushq	%rbp
-	pushq	%r12
-	pushq	%r13
-	pushq	%r14
-	pushq	%r15
-`;
-
-const POP_GPRS_64 = `
-	popq	%r15
-	popq	%r14
-	popq	%r13
-	popq	%r12
-	popq	%rbp
-	popq	%rbx
-	popq	%r11
-	popq	%r10
-	popq	%r9
-	popq	%r8
-	popq	%rax
-	popq	%rcx
-	popq	%rdx
-	popq	%rsi
-	popq	%rdi
-`;
-
-const SAVE_ALL_32 = `
-	cld
-	pushl	$0				/* gs */
-	pushl	$0				/* fs */
-	pushl	$0x7b				/* es */
-	pushl	$0x7b				/* ds */
+/**
+ * The x86-32 return path shared by `link-register` and `entry-fixup`. On entry the stack
+ * holds word, ip, cs, flags and then the interrupted stack (a kernel-mode frame has no
+ * sp/ss); it makes that ip, cs, flags, word, so the word is the interrupted stack's new
+ * top after the iret: the push.
+ */
+const PUSH_UNDER_FRAME_32 = `
 	pushl	%eax
-	pushl	%ebp
-	pushl	%edi
-	pushl	%esi
-	pushl	%edx
 	pushl	%ecx
-	pushl	%ebx
-`;
-
-const POP_GPRS_32 = `
-	popl	%ebx
+	movl	8(%esp), %ecx			/* the word */
+	movl	12(%esp), %eax
+	movl	%eax, 8(%esp)			/* ip */
+	movl	16(%esp), %eax
+	movl	%eax, 12(%esp)			/* cs */
+	movl	20(%esp), %eax
+	movl	%eax, 16(%esp)			/* flags */
+	movl	%ecx, 20(%esp)			/* the push */
 	popl	%ecx
-	popl	%edx
-	popl	%esi
-	popl	%edi
-	popl	%ebp
 	popl	%eax
-	addl	$16, %esp			/* ds es fs gs */
+	iret
 `;
 
 /**
@@ -113,7 +75,7 @@ export function linkEntrySource(bitness: 32 | 64): string {
     return `
 int3_link:
 	pushq	$-1				/* orig_ax */
-${PUSH_REGS_64}
+${saveRegsText(64)}
 	pushq	$0				/* the link register, just below pt_regs */
 	leaq	8(%rsp), %rdi			/* pt_regs */
 	xorl	%esi, %esi
@@ -121,7 +83,7 @@ ${PUSH_REGS_64}
 	cmpq	$0, (%rsp)
 	jne	1f
 	addq	$8, %rsp
-${POP_GPRS_64}
+${restoreRegsText(64)}
 	addq	$8, %rsp			/* orig_ax */
 	iretq
 1:
@@ -129,7 +91,7 @@ ${POP_GPRS_64}
 	movq	(%rsp), %rax
 	movq	%rax, 8+120(%rsp)		/* park it in orig_ax, dead from here on */
 	addq	$8, %rsp
-${POP_GPRS_64}
+${restoreRegsText(64)}
 	/* now: link, ip, cs, flags, sp, ss: copy all six one frame lower */
 	.rept 6
 	pushq	5*8(%rsp)
@@ -150,7 +112,7 @@ ${POP_GPRS_64}
   return `
 int3_link:
 	pushl	$-1				/* orig_eax */
-${SAVE_ALL_32}
+${saveRegsText(32)}
 	pushl	$0				/* the link register, just below pt_regs */
 	leal	4(%esp), %eax			/* pt_regs */
 	xorl	%edx, %edx
@@ -158,29 +120,16 @@ ${SAVE_ALL_32}
 	cmpl	$0, (%esp)
 	jne	1f
 	addl	$4, %esp
-${POP_GPRS_32}
+${restoreRegsText(32)}
 	addl	$4, %esp			/* orig_eax */
 	iret
 1:
 	movl	(%esp), %eax
 	movl	%eax, 4+44(%esp)		/* park the link in orig_eax */
 	addl	$4, %esp
-${POP_GPRS_32}
-	/* now: link, ip, cs, flags | interrupted stack: make it ip, cs, flags, link | */
-	pushl	%eax
-	pushl	%ecx
-	movl	8(%esp), %ecx			/* the link */
-	movl	12(%esp), %eax
-	movl	%eax, 8(%esp)			/* ip */
-	movl	16(%esp), %eax
-	movl	%eax, 12(%esp)			/* cs */
-	movl	20(%esp), %eax
-	movl	%eax, 16(%esp)			/* flags */
-	movl	%ecx, 20(%esp)			/* the push: the interrupted stack's new top */
-	popl	%ecx
-	popl	%eax
-	iret
-`;
+${restoreRegsText(32)}
+	/* now: link, ip, cs, flags | interrupted stack */
+${PUSH_UNDER_FRAME_32}`;
 }
 
 /**
@@ -195,17 +144,17 @@ export function fixupEntrySource(bitness: 32 | 64): string {
     return `
 int3_fixup:
 	pushq	$-1				/* orig_ax */
-${PUSH_REGS_64}
+${saveRegsText(64)}
 	movq	%rsp, %rdi
 	xorl	%esi, %esi
 	call	do_int3
 	cmpq	$0, %gs:${PCPU_PUSH_PENDING}
 	jne	1f
-${POP_GPRS_64}
+${restoreRegsText(64)}
 	addq	$8, %rsp			/* orig_ax */
 	iretq
 1:
-${POP_GPRS_64}
+${restoreRegsText(64)}
 	addq	$8, %rsp			/* orig_ax */
 	/* The handler lowered regs->sp: move the frame below it, then store the word. */
 	.rept 5
@@ -225,35 +174,22 @@ ${POP_GPRS_64}
   return `
 int3_fixup:
 	pushl	$-1				/* orig_eax */
-${SAVE_ALL_32}
+${saveRegsText(32)}
 	movl	%esp, %eax
 	xorl	%edx, %edx
 	call	do_int3
 	cmpl	$0, %fs:${PCPU_PUSH_PENDING}
 	jne	1f
-${POP_GPRS_32}
+${restoreRegsText(32)}
 	addl	$4, %esp			/* orig_eax */
 	iret
 1:
-${POP_GPRS_32}
+${restoreRegsText(32)}
 	addl	$4, %esp			/* orig_eax */
-	/* ip, cs, flags | interrupted stack: make it ip, cs, flags, word | */
+	/* ip, cs, flags | interrupted stack: put the word on top of the frame */
 	pushl	%fs:${PCPU_PUSH_VAL}
 	movl	$0, %fs:${PCPU_PUSH_PENDING}
-	pushl	%eax
-	pushl	%ecx
-	movl	8(%esp), %ecx			/* the word */
-	movl	12(%esp), %eax
-	movl	%eax, 8(%esp)			/* ip */
-	movl	16(%esp), %eax
-	movl	%eax, 12(%esp)			/* cs */
-	movl	20(%esp), %eax
-	movl	%eax, 16(%esp)			/* flags */
-	movl	%ecx, 20(%esp)			/* the push */
-	popl	%ecx
-	popl	%eax
-	iret
-`;
+${PUSH_UNDER_FRAME_32}`;
 }
 
 /**

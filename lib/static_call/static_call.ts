@@ -525,27 +525,15 @@ export function staticCallSelftest(
   kernel: Kernel,
   run: BatchRunner,
 ): StaticCallSelftestResult[] {
-  const src = kernel.bitness === 64
-    ? `
+  // f(x) = x + 1 and x + 2: the argument and the result in %rdi/%rax (x86-32 regparm: %eax).
+  const lea = kernel.bitness === 64 ? "leaq" : "leal";
+  const [arg, ret] = kernel.bitness === 64 ? ["%rdi", "%rax"] : ["%eax", "%eax"];
+  const src = `
 sc_func_a:
-	leaq	1(%rdi), %rax
+	${lea}	1(${arg}), ${ret}
 	ret
 sc_func_b:
-	leaq	2(%rdi), %rax
-	ret
-sc_selftest_caller:
-	call	__SCT__sc_selftest
-	ret
-sc_selftest_inline:
-	call	sc_func_a
-	ret
-`
-    : `
-sc_func_a:
-	leal	1(%eax), %eax
-	ret
-sc_func_b:
-	leal	2(%eax), %eax
+	${lea}	2(${arg}), ${ret}
 	ret
 sc_selftest_caller:
 	call	__SCT__sc_selftest

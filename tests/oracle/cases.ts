@@ -1,7 +1,7 @@
 /**
- * Random register-only instruction sequences for the host-CPU oracle: a seeded PRNG, a
- * small encoder for the ALU-class instructions, and the binary case format read by
- * tests/oracle/harness.c.
+ * Random register-only instruction sequences for the host-CPU oracle, drawn from the fuzz
+ * suite's seeded {@link Rng} (tests/fuzz/prng.ts): a small encoder for the ALU-class
+ * instructions, and the binary case format read by tests/oracle/harness.c.
  *
  * Each generated instruction carries both its machine code and a descriptor
  * ({@link GenInsn}) that tests/oracle/ref.ts executes with lib/x86/alu.ts.
@@ -10,43 +10,7 @@
  */
 
 import { Op } from "../../lib/x86/insn.ts";
-
-/** Seeded PRNG (sfc32): fast, good enough for test vectors, replayable from the seed. */
-export class Rng {
-  #a: number;
-  #b: number;
-  #c: number;
-  #d: number;
-  constructor(seed: number) {
-    this.#a = 0x9e3779b9;
-    this.#b = 0x243f6a88;
-    this.#c = 0xb7e15162;
-    this.#d = seed | 0;
-    for (let i = 0; i < 15; i++) this.u32();
-  }
-  /** A uniform unsigned 32-bit integer. */
-  u32(): number {
-    const t = (((this.#a + this.#b) | 0) + this.#d) | 0;
-    this.#d = (this.#d + 1) | 0;
-    this.#a = this.#b ^ (this.#b >>> 9);
-    this.#b = (this.#c + (this.#c << 3)) | 0;
-    this.#c = (this.#c << 21) | (this.#c >>> 11);
-    this.#c = (this.#c + t) | 0;
-    return t >>> 0;
-  }
-  /** A uniform integer in [0, n). */
-  int(n: number): number {
-    return Math.floor((this.u32() / 4294967296) * n);
-  }
-  /** True with probability p. */
-  chance(p: number): boolean {
-    return this.u32() / 4294967296 < p;
-  }
-  /** One element of a non-empty array. */
-  pick<T>(xs: readonly T[]): T {
-    return xs[this.int(xs.length)]!;
-  }
-}
+import type { Rng } from "../fuzz/prng.ts";
 
 /** Descriptor kinds understood by the reference interpreter. */
 export const K = {
