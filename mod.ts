@@ -59,7 +59,7 @@ export type { NativeCall, NativeFunction } from "./lib/machine/native.ts";
 export type { NativeBinding } from "./lib/machine/native.ts";
 export type { Gate } from "./lib/machine/exceptions.ts";
 export type { CpuCore } from "./lib/x86/state.ts";
-export type { Handler, Slot } from "./lib/x86/execute.ts";
+export type { ExecCore, Handler, Slot } from "./lib/x86/execute.ts";
 export { explore, Prng, random, replay, roundRobin, scripted } from "./lib/machine/schedule.ts";
 export type {
   Explorable,

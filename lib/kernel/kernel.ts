@@ -29,9 +29,15 @@
 import { hexAddr, MachineError, MemoryError } from "../errors.ts";
 import type { Cpu } from "../machine/cpu.ts";
 import type { Machine, StopReason } from "../machine/machine.ts";
-import { PAGE_SIZE, Perm } from "../machine/memory.ts";
+import { copyOut, PAGE_SIZE, Perm } from "../machine/memory.ts";
 import type { NativeCall, NativeFunction } from "../machine/native.ts";
-import type { KernelContext, KernelGen, KernelThread, Smp } from "../machine/smp.ts";
+import {
+  type KernelContext,
+  type KernelGen,
+  type KernelThread,
+  type Smp,
+  STORE_STEP,
+} from "../machine/smp.ts";
 import { attachSmp, type SmpMachineOptions } from "../machine/smp_machine.ts";
 import { SerializeReason } from "../machine/trace.ts";
 import { assemble } from "../x86/assemble.ts";
@@ -187,13 +193,25 @@ class KernelMemory implements WordMemory {
     const off = a - Math.floor(a / PAGE_SIZE) * PAGE_SIZE;
     const e = mem.pages.get(Math.floor(a / PAGE_SIZE));
     if (e !== undefined && off + length <= PAGE_SIZE && length >= 0) {
-      return mem.frames[Math.floor(e / 16)]!.slice(off, off + length);
+      return copyOut(mem.frames[Math.floor(e / 16)]!, off, length);
     }
     return mem.readBytes(address, length);
   }
   writeBytes(address: bigint, bytes: Uint8Array): void {
+    const mem = this.#m.memory;
+    const a = this.toNum(address);
+    const page = Math.floor(a / PAGE_SIZE);
+    const e = mem.pages.get(page);
+    if (
+      e !== undefined && (e & Perm.W) !== 0 && a - page * PAGE_SIZE + bytes.length <= PAGE_SIZE &&
+      mem.toBigInt(a) === address
+    ) {
+      // One writable page: the checks below would pass; same store, no bigint walk.
+      mem.writeBytesAt(a, bytes);
+      return;
+    }
     this.#checkWrite(address, bytes.length);
-    this.#m.memory.writeBytes(address, bytes);
+    mem.writeBytes(address, bytes);
   }
   #checkWrite(address: bigint, length: number): void {
     const mem = this.#m.memory;
@@ -344,6 +362,9 @@ export class Kernel {
     this.#userCursor = l.userText;
     this.#dataCursor = l.dataBase;
     this.#nativeCursor = l.textBase;
+    let byPage = NaN;
+    let byGeneration = -1;
+    let byFrame: Uint8Array = new Uint8Array(0);
     this.patcher = new TextPatcher({
       bitness,
       mem: this.mem,
@@ -354,8 +375,15 @@ export class Kernel {
       textByte: (num) => {
         const mem = machine.memory;
         const page = Math.floor(num / PAGE_SIZE);
-        const e = mem.pages.get(page);
-        return e === undefined ? -1 : mem.frames[Math.floor(e / 16)]![num - page * PAGE_SIZE]!;
+        // One page cached while the page table does not change: batches walk the text.
+        if (page !== byPage || mem.mappingGeneration !== byGeneration) {
+          const e = mem.pages.get(page);
+          if (e === undefined) return -1;
+          byPage = page;
+          byGeneration = mem.mappingGeneration;
+          byFrame = mem.frames[Math.floor(e / 16)]!;
+        }
+        return byFrame[num - page * PAGE_SIZE]!;
       },
     });
     this.dispatch.pokeInt3Handler = this.patcher.pokeInt3Handler;
@@ -933,18 +961,40 @@ export class Kernel {
    * @param gen The patcher coroutine.
    * @returns The thread body's generator.
    */
-  *patchThread(k: KernelContext, gen: Generator<PokeStep, void, void>): KernelGen {
+  patchThread(k: KernelContext, gen: Generator<PokeStep, void, void>): KernelGen {
+    return this.#patchAll(k, [gen], 0);
+  }
+
+  /**
+   * The body of {@link Kernel.patchThread} and {@link Kernel.spawnPatcher}, one generator
+   * deep: each store is `KernelContext.store` spelled out (one step, two when it splits).
+   */
+  *#patchAll(
+    k: KernelContext,
+    gens: Iterable<Generator<PokeStep, void, void> | (() => Generator<PokeStep, void, void>)>,
+    gap: number,
+  ): KernelGen {
     const smp = this.smp;
     const mem = this.machine.memory;
     const delta = mem.toNumber(this.layout.textAlias) - mem.toNumber(this.layout.textBase);
-    for (let r = gen.next(); !r.done; r = gen.next()) {
-      const s = r.value;
-      if (s.kind === "store") {
-        const at = s.num === s.num ? s.num + delta : mem.toNumber(this.aliasOf(s.address));
-        yield* k.store(at, s.bytes);
-      } else {
-        yield* k.onEachCpu((cpu) => smp?.serialize(cpu, SerializeReason.SYNC_CORE), true);
+    const sync = (cpu: number) => smp?.serialize(cpu, SerializeReason.SYNC_CORE);
+    for (const g of gens) {
+      const gen = typeof g === "function" ? g() : g;
+      for (let r = gen.next(); !r.done; r = gen.next()) {
+        const s = r.value;
+        if (s.kind === "store") {
+          const at = s.num === s.num ? s.num + delta : mem.toNumber(this.aliasOf(s.address));
+          const written = k.storeBegin(at, s.bytes);
+          yield STORE_STEP;
+          if (written < s.bytes.length) {
+            k.storeEnd(at, s.bytes, written);
+            yield STORE_STEP;
+          }
+        } else {
+          yield* k.onEachCpu(sync, true);
+        }
       }
+      for (let i = 0; i < gap; i++) yield* k.step();
     }
   }
 
@@ -964,13 +1014,7 @@ export class Kernel {
   ): KernelThread {
     const smp = this.smp;
     if (smp === null) throw new MachineError("Call startSmp() before spawning a patcher");
-    const patch = (k: KernelContext, g: Generator<PokeStep, void, void>) => this.patchThread(k, g);
-    return smp.spawn(cpu, function* (k) {
-      for (const g of gens) {
-        yield* patch(k, typeof g === "function" ? g() : g);
-        for (let i = 0; i < gap; i++) yield* k.step();
-      }
-    });
+    return smp.spawn(cpu, (k) => this.#patchAll(k, gens, gap));
   }
 
   /**

@@ -129,7 +129,12 @@ interface PokeDesc {
   addresses: bigint[];
   /** Internal numbers of the addresses (NaN when the env has none). */
   num: Float64Array;
-  bytes: Uint8Array[];
+  /** First byte of each new instruction. */
+  head: Uint8Array;
+  /** Bytes 1.. of every new instruction, one after the other. */
+  tails: Uint8Array;
+  /** Where site i's tail starts in `tails` (n + 1 entries: the last is the end). */
+  tailAt: Float64Array;
 }
 
 const SCRATCH = new Insn();
@@ -353,7 +358,9 @@ export class TextPatcher {
       disp: new Int32Array(n),
       addresses: new Array<bigint>(n),
       num: new Float64Array(n),
-      bytes: new Array<Uint8Array>(n),
+      head: new Uint8Array(n),
+      tails: new Uint8Array(n * (JCC32_INSN_SIZE - INT3_INSN_SIZE)),
+      tailAt: new Float64Array(n + 1),
     };
     const toNum = env.toNum;
     const byte = env.textByte;
@@ -363,7 +370,14 @@ export class TextPatcher {
     let prevRel = -Infinity;
     let prevEndRel = -Infinity;
     let prevAddr = 0n;
+    // The region of the previous site, as offsets from _stext (NaN: none): most sites of a
+    // batch share it, and numbers spare a bigint comparison per site.
+    let region: CodeRegion | undefined = undefined;
+    let regionRel = NaN;
+    let regionEndRel = NaN;
     const found = new Uint8Array(JCC32_INSN_SIZE);
+    const tails = desc.tails;
+    let tailEnd = 0;
     for (let i = 0; i < n; i++) {
       const s = sites[i]!;
       const a = s.address;
@@ -392,8 +406,23 @@ export class TextPatcher {
           a,
         );
       }
-      const r = code.regionOf(a);
-      const off = r === undefined ? -1 : Number(a - r.start);
+      let r: CodeRegion | undefined;
+      let off: number;
+      if (rel >= regionRel && rel < regionEndRel && Number.isSafeInteger(rel)) {
+        r = region;
+        off = rel - regionRel;
+      } else {
+        r = code.regionOf(a);
+        off = r === undefined ? -1 : Number(a - r.start);
+        if (r !== undefined) {
+          region = r;
+          regionRel = Number(r.start - env.textBase);
+          regionEndRel = regionRel + r.length;
+          if (!Number.isSafeInteger(regionRel) || !Number.isSafeInteger(regionEndRel)) {
+            regionRel = regionEndRel = NaN;
+          }
+        }
+      }
       if (r === undefined || off + len > r.length) {
         throw new PatchError(
           `Cannot poke ${len} bytes at ${hexAddr(a)}: not inside kernel text`,
@@ -438,11 +467,16 @@ export class TextPatcher {
       desc.disp[i] = c.disp;
       desc.addresses[i] = a;
       desc.num[i] = fast ? num : toNum === undefined ? NaN : toNum.call(env, a);
-      desc.bytes[i] = s.bytes.slice();
+      desc.head[i] = s.bytes[0]!;
+      // The tails live in one buffer: a typed array per site costs more than the rest of
+      // the checks together.
+      desc.tailAt[i] = tailEnd;
+      for (let j = INT3_INSN_SIZE; j < len; j++) tails[tailEnd++] = s.bytes[j]!;
       prevAddr = a;
       prevRel = rel;
       prevEndRel = rel + len;
     }
+    desc.tailAt[n] = tailEnd;
     return desc;
   }
 
@@ -476,12 +510,14 @@ export class TextPatcher {
       yield { kind: "sync", step: 1 };
       // Second step: everything but the first byte.
       let tails = 0;
+      const tailAt = desc.tailAt;
       for (let i = 0; i < n; i++) {
-        const b = desc.bytes[i]!;
-        if (b.length > INT3_INSN_SIZE) {
+        const from = tailAt[i]!;
+        const to = tailAt[i + 1]!;
+        if (to > from) {
+          const tail = desc.tails.subarray(from, to);
           const a = desc.addresses[i]! + 1n;
           const num = desc.num[i]! + 1;
-          const tail = b.subarray(1);
           yield { kind: "store", address: a, num, bytes: tail, step: 2 };
           this.verify(a, tail, num);
           tails++;
@@ -490,10 +526,12 @@ export class TextPatcher {
       if (tails > 0) yield { kind: "sync", step: 2 };
       // Third step: the first byte (an int3 being written is already there).
       let heads = 0;
+      // One 1-byte array per distinct first byte (a batch has a handful).
+      const headBytes: (Uint8Array | undefined)[] = [];
       for (let i = 0; i < n; i++) {
-        const b = desc.bytes[i]!;
-        if (b[0] === INT3_INSN_OPCODE) continue;
-        const head = b.subarray(0, 1);
+        const h = desc.head[i]!;
+        if (h === INT3_INSN_OPCODE) continue;
+        const head = headBytes[h] ??= Uint8Array.of(h);
         const num = desc.num[i]!;
         yield { kind: "store", address: desc.addresses[i]!, num, bytes: head, step: 3 };
         this.verify(desc.addresses[i]!, head, num);

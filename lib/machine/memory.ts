@@ -50,6 +50,21 @@ const TWO32 = 4294967296;
 const CANON = 0x800000000000;
 
 /**
+ * A copy of `n` bytes of `frame` from `off` (a loop for the few bytes of an instruction,
+ * which is cheaper than `slice`).
+ * @param frame Source bytes.
+ * @param off First byte.
+ * @param n Number of bytes.
+ * @returns The copy.
+ */
+export function copyOut(frame: Uint8Array, off: number, n: number): Uint8Array {
+  if (n > 32) return frame.slice(off, off + n);
+  const out = new Uint8Array(n);
+  for (let i = 0; i < n; i++) out[i] = frame[off + i]!;
+  return out;
+}
+
+/**
  * Parses a permission string.
  * @param perms One of {@link PagePerms}.
  * @param user The U/S bit.
@@ -116,6 +131,11 @@ export class Memory {
    * `writer` is the CPU index, -1 for the host. Set by the machine.
    */
   onCodeWrite: (frame: number, offset: number, length: number, writer: number) => void = () => {};
+  /**
+   * Bumped by every change of the page table (map, alias, protect, unmap): a cached
+   * translation taken at the same value is still valid.
+   */
+  mappingGeneration = 0;
   /** Called after any change of the page table (CPUs flush their TLBs). Set by the machine. */
   onMappingChange: () => void = () => {};
   /** Called when a frame is freed (CPUs drop predecoded instructions of it). */
@@ -251,6 +271,7 @@ export class Memory {
       this.refs[f] = 1;
       this.pages.set(p, f * 16 + bits);
     }
+    this.mappingGeneration++;
     this.onMappingChange();
   }
 
@@ -309,6 +330,7 @@ export class Memory {
       this.refs[f]!++;
       this.pages.set(dFirst + i, f * 16 + bits);
     }
+    this.mappingGeneration++;
     this.onMappingChange();
   }
 
@@ -333,6 +355,7 @@ export class Memory {
       const f = Math.floor(this.pages.get(p)! / 16);
       this.pages.set(p, f * 16 + bits);
     }
+    this.mappingGeneration++;
     this.onMappingChange();
   }
 
@@ -362,6 +385,7 @@ export class Memory {
         this.used--;
       }
     }
+    this.mappingGeneration++;
     this.onMappingChange();
   }
 
@@ -440,6 +464,7 @@ export class Memory {
   writeBytes(address: bigint, bytes: ArrayLike<number>): void {
     const n = bytes.length;
     const a = this.checkRange(address, n);
+    const whole = bytes instanceof Uint8Array;
     let k = 0;
     while (k < n) {
       const x = this.step(a, k, address);
@@ -447,10 +472,53 @@ export class Memory {
       const off = ((x % PAGE_SIZE) + PAGE_SIZE) % PAGE_SIZE;
       const chunk = Math.min(n - k, PAGE_SIZE - off);
       const frame = this.frames[f]!;
+      // Reported before the bytes land: the torn fetch model reads the old ones.
       if (this.codeFrames[f] !== 0) this.onCodeWrite(f, off, chunk, -1);
-      for (let i = 0; i < chunk; i++) frame[off + i] = bytes[k + i]! & 0xff;
+      if (whole) frame.set(chunk === n ? bytes : bytes.subarray(k, k + chunk), off);
+      else for (let i = 0; i < chunk; i++) frame[off + i] = bytes[k + i]! & 0xff;
       k += chunk;
     }
+  }
+
+  /**
+   * {@link Memory.readBytes} at an internal address (the machine's number form): the
+   * same result and errors, without a bigint when the range sits in one page.
+   * @param a Internal address.
+   * @param n Number of bytes.
+   * @returns A copy of the bytes.
+   * @throws MemoryError naming the first unmapped address.
+   */
+  readBytesAt(a: number, n: number): Uint8Array {
+    const page = Math.floor(a / PAGE_SIZE);
+    const off = a - page * PAGE_SIZE;
+    const e = n > 0 && off + n <= PAGE_SIZE ? this.pages.get(page) : undefined;
+    if (e === undefined) return this.readBytes(this.toBigInt(a), n);
+    return copyOut(this.frames[Math.floor(e / 16)]!, off, n);
+  }
+
+  /**
+   * {@link Memory.writeBytes} at an internal address (the machine's number form): the
+   * same effect, errors and code-write reports (before the bytes land), without a bigint
+   * and with one bulk copy when the range sits in one page.
+   * @param a Internal address.
+   * @param bytes The bytes.
+   * @throws MemoryError naming the first unmapped address (nothing is written then).
+   */
+  writeBytesAt(a: number, bytes: ArrayLike<number>): void {
+    const n = bytes.length;
+    const page = Math.floor(a / PAGE_SIZE);
+    const off = a - page * PAGE_SIZE;
+    const e = n > 0 && off + n <= PAGE_SIZE ? this.pages.get(page) : undefined;
+    if (e === undefined || !(bytes instanceof Uint8Array)) {
+      this.writeBytes(this.toBigInt(a), bytes);
+      return;
+    }
+    const f = Math.floor(e / 16);
+    if (this.codeFrames[f] !== 0) this.onCodeWrite(f, off, n, -1);
+    const frame = this.frames[f]!;
+    // A loop beats set() on the few bytes of an instruction.
+    if (n <= 16) { for (let i = 0; i < n; i++) frame[off + i] = bytes[i]!; }
+    else frame.set(bytes, off);
   }
 
   /** Host little-endian read of n bytes. */

@@ -82,27 +82,33 @@ export interface NativeBinding {
 
 const TWO32 = 4294967296;
 
+const ARGS_64 = ["rdi", "rsi", "rdx", "rcx", "r8", "r9"];
+const ARGS_32 = ["eax", "edx", "ecx"];
+
 class Call implements NativeCall {
   readonly name: string;
   readonly cpu: Cpu;
   readonly machine: Machine;
-  readonly address: bigint;
+  readonly #at: number;
+  #address: bigint | undefined = undefined;
   stopped = false;
   constructor(b: NativeBinding, cpu: Cpu) {
     this.name = b.name;
     this.cpu = cpu;
     this.machine = cpu.machine;
-    this.address = cpu.machine.memory.toBigInt(b.at);
+    this.#at = b.at;
+  }
+  get address(): bigint {
+    // Converted on first use: most natives never ask.
+    return this.#address ??= this.machine.memory.toBigInt(this.#at);
   }
   arg(i: number): bigint {
     const c = this.cpu;
     if (c.bitness === 64) {
-      const regs = ["rdi", "rsi", "rdx", "rcx", "r8", "r9"];
-      if (i < 6) return c.getReg(regs[i]!);
+      if (i < 6) return c.getReg(ARGS_64[i]!);
       return this.machine.memory.read64(c.getReg("rsp") + 8n + 8n * BigInt(i - 6));
     }
-    const regs = ["eax", "edx", "ecx"];
-    if (i < 3) return c.getReg(regs[i]!);
+    if (i < 3) return c.getReg(ARGS_32[i]!);
     return this.machine.memory.read32(
       BigInt.asUintN(32, c.getReg("esp") + 4n + 4n * BigInt(i - 3)),
     );

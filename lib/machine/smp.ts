@@ -181,6 +181,13 @@ export interface SmpOptions {
 
 const STEP: KernelYield = { op: ThreadOp.STEP };
 const STORE: KernelYield = { op: ThreadOp.STORE };
+
+/**
+ * The yield of one plain-store step, for kernel threads that store through
+ * {@link KernelContext.storeBegin} and {@link KernelContext.storeEnd} instead of
+ * {@link KernelContext.store}.
+ */
+export const STORE_STEP: KernelYield = STORE;
 const LOAD: KernelYield = { op: ThreadOp.LOAD };
 const IPI: KernelYield = { op: ThreadOp.IPI };
 
@@ -250,18 +257,59 @@ export class KernelContext {
    * @returns The generator to `yield*`.
    */
   *store(address: number, bytes: ArrayLike<number>): KernelGen {
-    const all = Uint8Array.from(bytes);
-    const split = this.#smp.splitStores ? splitPoint(address, all.length) : 0;
+    const split = this.#smp.splitStores ? splitPoint(address, bytes.length) : 0;
     if (split === 0) {
-      this.#smp.host.writeBytes(this.cpu, address, all);
+      // Written before the first yield: the caller's bytes need no copy.
+      this.#smp.host.writeBytes(
+        this.cpu,
+        address,
+        bytes instanceof Uint8Array ? bytes : Uint8Array.from(bytes),
+      );
       yield STORE;
       return;
     }
+    // The upper part lands a step later: keep a copy of what the caller passed.
+    const all = Uint8Array.from(bytes);
     this.#smp.host.writeBytes(this.cpu, address, all.subarray(0, split));
     this.#smp.trace.event(TraceKind.STORE_HALF, this.cpu, address | 0, hiOf(address), split);
     yield STORE;
     this.#smp.host.writeBytes(this.cpu, address + split, all.subarray(split));
     yield STORE;
+  }
+
+  /**
+   * {@link KernelContext.store} without a generator, for hot loops: performs the store, or
+   * only its lower line's part when it straddles a 64-byte line, and returns the number of
+   * bytes written. The caller then yields {@link STORE_STEP}; when fewer than all bytes
+   * were written it calls {@link KernelContext.storeEnd} with the same arguments and
+   * yields {@link STORE_STEP} again, exactly as `store` does. `bytes` must not change
+   * in between.
+   *
+   * @param address First byte.
+   * @param bytes The bytes (1 or more).
+   * @returns Bytes written now (`bytes.length` unless the store splits).
+   */
+  storeBegin(address: number, bytes: Uint8Array): number {
+    const split = this.#smp.splitStores ? splitPoint(address, bytes.length) : 0;
+    if (split === 0) {
+      this.#smp.host.writeBytes(this.cpu, address, bytes);
+      return bytes.length;
+    }
+    this.#smp.host.writeBytes(this.cpu, address, bytes.subarray(0, split));
+    this.#smp.trace.event(TraceKind.STORE_HALF, this.cpu, address | 0, hiOf(address), split);
+    return split;
+  }
+
+  /**
+   * The second step of a split {@link KernelContext.storeBegin}: writes the upper line's
+   * part.
+   *
+   * @param address First byte of the whole store.
+   * @param bytes The bytes of the whole store.
+   * @param written What `storeBegin` returned.
+   */
+  storeEnd(address: number, bytes: Uint8Array, written: number): void {
+    this.#smp.host.writeBytes(this.cpu, address + written, bytes.subarray(written));
   }
 
   /**
@@ -272,7 +320,7 @@ export class KernelContext {
    * @returns The generator to `yield*`; it returns the old bytes.
    */
   *xchg(address: number, bytes: ArrayLike<number>): KernelGen<Uint8Array> {
-    const all = Uint8Array.from(bytes);
+    const all = bytes instanceof Uint8Array ? bytes : Uint8Array.from(bytes);
     const old = this.#smp.host.readBytes(address, all.length);
     this.#smp.host.writeBytes(this.cpu, address, all);
     yield STORE;
@@ -360,7 +408,8 @@ function hiOf(address: number): number {
  * @returns Bytes before the line boundary, or 0.
  */
 export function splitPoint(address: number, length: number): number {
-  const off = ((address % CACHE_LINE_SIZE) + CACHE_LINE_SIZE) % CACHE_LINE_SIZE;
+  // The low bits of an integer survive ToInt32 (two's complement), negative ones too.
+  const off = address & (CACHE_LINE_SIZE - 1);
   return off + length > CACHE_LINE_SIZE ? CACHE_LINE_SIZE - off : 0;
 }
 

@@ -166,8 +166,7 @@ export class MachineSmpHost implements SmpHost {
    * @returns A copy.
    */
   readBytes(address: number, length: number): Uint8Array {
-    const mem = this.machine.memory;
-    return mem.readBytes(mem.toBigInt(address), length);
+    return this.machine.memory.readBytesAt(address, length);
   }
 
   /**
@@ -181,7 +180,7 @@ export class MachineSmpHost implements SmpHost {
     const saved = this.writer;
     this.writer = c;
     try {
-      mem.writeBytes(mem.toBigInt(address), bytes);
+      mem.writeBytesAt(address, bytes);
     } finally {
       this.writer = saved;
     }
