@@ -31,7 +31,7 @@
 
 import { hexAddr, hexBytes, MachineError } from "../errors.ts";
 import { decodeInto } from "../x86/decode.ts";
-import { bindHandler, execute, Slot } from "../x86/execute.ts";
+import { bindHandler, execute, Slot, storeFree, straightLine } from "../x86/execute.ts";
 import { aluBinary, aluOut, condition } from "../x86/alu.ts";
 import { IF } from "../x86/flags.ts";
 import { Op } from "../x86/insn.ts";
@@ -46,6 +46,7 @@ import {
 } from "../x86/state.ts";
 import { deliver, iret, isDoubleFault, Selector, vectorName } from "./exceptions.ts";
 import type { Machine } from "./machine.ts";
+import { type Block, buildBlock, CodePage, compileBlock } from "./block.ts";
 import { Perm } from "./memory.ts";
 
 const TWO32 = 4294967296;
@@ -58,11 +59,16 @@ const ATTN_IRQ = 4;
 const ATTN_TRACE = 8;
 const ATTN_SHADOW = 16;
 const ATTN_UNTIL = 32;
+/** The predecoded cache lost slots or the fetch TLB was dropped: a running block stops. */
+const ATTN_REFETCH = 64;
+/** Interpreted runs of a block before it is compiled. */
+const BLOCK_HOT = 64;
 
 /** No fetch page: an offset that never indexes a slot (kept a small integer so the
  * field stays a Smi on the hot path). */
 const NO_PAGE = 1;
-const NO_SLOTS: (Slot | undefined)[] = [];
+const NO_CODE = new CodePage(0);
+const NO_SLOTS: (Slot | undefined)[] = NO_CODE.slots;
 
 /** Access kinds for translation. */
 const READ = 0;
@@ -168,6 +174,8 @@ export class Cpu implements CpuCore {
   cr2Value = 0;
   /** Ring-0 stack for entries from ring 3. */
   readonly tss: Tss;
+  /** Index in its block of the slot that faulted in a compiled block (see block.ts). */
+  blockFault = 0;
   /** Instructions and events executed by this CPU since creation. */
   steps = 0;
   /**
@@ -201,6 +209,7 @@ export class Cpu implements CpuCore {
   private codeFrames: Uint8Array;
   private fBase = NO_PAGE;
   private fSlots: (Slot | undefined)[] = NO_SLOTS;
+  private fPage: CodePage = NO_CODE;
   // Victim entries: the page each TLB held before its last refill (code paths alternate
   // between two pages — stack and data, caller and callee text — so a miss usually hits
   // here and swaps instead of translating). Reset with the main entries.
@@ -213,8 +222,9 @@ export class Cpu implements CpuCore {
   private wFrame2 = 0;
   private fBase2 = NO_PAGE;
   private fSlots2: (Slot | undefined)[] = NO_SLOTS;
-  /** Predecoded instructions: physical frame → slot per offset. */
-  private readonly codePages: Map<number, (Slot | undefined)[]> = new Map();
+  private fPage2: CodePage = NO_CODE;
+  /** Predecoded instructions: physical frame → slot per offset (and block epoch). */
+  private readonly codePages: Map<number, CodePage> = new Map();
   private readonly regs: Map<string, RegInfo>;
   private readonly fetchBuf = new Uint8Array(32);
 
@@ -651,27 +661,58 @@ export class Cpu implements CpuCore {
    * @param length Number of bytes written.
    */
   invalidateCode(frame: number, offset: number, length: number): void {
-    const slots = this.codePages.get(frame);
-    if (slots === undefined) return;
+    const page = this.codePages.get(frame);
+    if (page === undefined) return;
+    const slots = page.slots;
     const end = Math.min(PAGE, offset + length);
+    let removed = false;
     for (let i = Math.max(0, offset - 14); i < end; i++) {
       const s = slots[i];
-      if (s !== undefined && i + s.len > offset) slots[i] = undefined;
+      if (s !== undefined && i + s.len > offset) {
+        slots[i] = undefined;
+        removed = true;
+      }
     }
+    if (removed) {
+      // Blocks of this frame are stale, and a block running now must stop.
+      page.epoch++;
+      this.attn |= ATTN_REFETCH;
+    }
+  }
+
+  /**
+   * The block cached for the instruction at `address` (diagnostics: see block.ts), if it
+   * is current: its length in instructions and whether it runs compiled.
+   * @param address Instruction address.
+   * @returns The block's shape, or null when none is cached or it is stale.
+   */
+  blockAt(address: bigint): { length: number; compiled: boolean } | null {
+    const mem = this.machine.memory;
+    const a = mem.toNumber(address);
+    const e = mem.entry(a);
+    if (e === undefined) return null;
+    const page = this.codePages.get(Math.floor(e / 16));
+    const b = page?.slots[((a % PAGE) + PAGE) % PAGE]?.block as Block | null | undefined;
+    if (b === null || b === undefined || b.page !== page || b.epoch !== page.epoch) return null;
+    return { length: b.slots.length, compiled: b.fn !== null };
   }
 
   /** Drops every predecoded instruction of this CPU. */
   flushCode(): void {
+    for (const page of this.codePages.values()) page.epoch++;
     this.codePages.clear();
     this.dropFetchTlb();
   }
 
-  /** Drops both fetch TLB entries. */
+  /** Drops both fetch TLB entries (a running block stops). */
   private dropFetchTlb(): void {
     this.fBase = NO_PAGE;
     this.fSlots = NO_SLOTS;
+    this.fPage = NO_CODE;
     this.fBase2 = NO_PAGE;
     this.fSlots2 = NO_SLOTS;
+    this.fPage2 = NO_CODE;
+    this.attn |= ATTN_REFETCH;
   }
 
   /**
@@ -679,7 +720,11 @@ export class Cpu implements CpuCore {
    * @param frame Physical frame number.
    */
   dropFrame(frame: number): void {
-    if (this.codePages.delete(frame)) this.dropFetchTlb();
+    const page = this.codePages.get(frame);
+    if (page === undefined) return;
+    page.epoch++;
+    this.codePages.delete(frame);
+    this.dropFetchTlb();
   }
 
   // -------------------------------------------------------------------------------------
@@ -1034,14 +1079,14 @@ export class Cpu implements CpuCore {
   // Fetch
 
   /** The predecoded slots of a frame, created (and the frame marked as code) on demand. */
-  private slotsFor(frame: number): (Slot | undefined)[] {
-    let slots = this.codePages.get(frame);
-    if (slots === undefined) {
-      slots = new Array<Slot | undefined>(PAGE).fill(undefined);
-      this.codePages.set(frame, slots);
+  private pageFor(frame: number): CodePage {
+    let page = this.codePages.get(frame);
+    if (page === undefined) {
+      page = new CodePage(PAGE);
+      this.codePages.set(frame, page);
       this.machine.memory.codeFrames[frame] = 1;
     }
-    return slots;
+    return page;
   }
 
   /**
@@ -1066,10 +1111,13 @@ export class Cpu implements CpuCore {
       // Victim hit: swap the two entries.
       const base = this.fBase2;
       const victim = this.fSlots2;
+      const victimPage = this.fPage2;
       this.fBase2 = this.fBase;
       this.fSlots2 = this.fSlots;
+      this.fPage2 = this.fPage;
       this.fBase = base;
       this.fSlots = victim;
+      this.fPage = victimPage;
       const hit = victim[o2];
       if (hit !== undefined) return hit;
     }
@@ -1077,13 +1125,16 @@ export class Cpu implements CpuCore {
     const e = this.translate(ip, FETCH, user);
     const frame = Math.floor(e / 16);
     const base = ip - (((ip % PAGE) + PAGE) % PAGE);
-    const slots = this.slotsFor(frame);
+    const page = this.pageFor(frame);
+    const slots = page.slots;
     if (base !== this.fBase) {
       this.fBase2 = this.fBase;
       this.fSlots2 = this.fSlots;
+      this.fPage2 = this.fPage;
     }
     this.fBase = base;
     this.fSlots = slots;
+    this.fPage = page;
     const off = ip - base;
     const cached = slots[off];
     if (cached !== undefined) return cached;
@@ -1115,7 +1166,7 @@ export class Cpu implements CpuCore {
       (this.pendingIrq.length !== 0 ? ATTN_IRQ : 0) |
       (this.traceCap !== 0 ? ATTN_TRACE : 0) |
       (this.untilIp === this.untilIp ? ATTN_UNTIL : 0) |
-      (this.attn & ATTN_SHADOW);
+      (this.attn & (ATTN_SHADOW | ATTN_REFETCH));
   }
 
   /**
@@ -1144,6 +1195,7 @@ export class Cpu implements CpuCore {
 
   /** Services attention bits: 0 = execute an instruction, 1 = an event took the step, 2 = stop. */
   private service(): number {
+    this.attn &= ~ATTN_REFETCH;
     if (this.stopKind !== "") return 2;
     if (this.shutdown) {
       this.requestStop("triple-fault", `CPU ${this.index} is shut down after a triple fault`);
@@ -1227,10 +1279,34 @@ export class Cpu implements CpuCore {
         }
       }
       const ip = this.ip;
-      const off = ip - this.fBase;
+      let off = ip - this.fBase;
       let s = off >= 0 && off < PAGE ? this.fSlots[off] : undefined;
+      if (s === undefined) {
+        try {
+          s = this.fetchSlow(ip);
+        } catch (e) {
+          if (!(e instanceof X86Fault)) throw e;
+          this.ip = ip;
+          this.exception(e);
+          n++;
+          continue;
+        }
+        // A slot fetchSlow did not leave in the fetch TLB's page (a native, an
+        // instruction crossing the page) is run alone below.
+        off = ip - this.fBase;
+        if (off < 0 || off >= PAGE || this.fSlots[off] !== s) off = -1;
+      }
+      if (off >= 0 && max - n > 1 && this.attn === 0) {
+        // A cached slot with nothing pending: run its block (see block.ts).
+        let b = s.block as Block | null;
+        if (
+          b === null || b.epoch !== b.page.epoch ||
+          (b.openAt >= 0 && b.page.slots[b.openAt] !== undefined)
+        ) b = buildBlock(this.fPage, off, straightLine);
+        n += this.runBlock(b, max - n);
+        continue;
+      }
       try {
-        if (s === undefined) s = this.fetchSlow(ip);
         execute(this, s);
       } catch (e) {
         if (!(e instanceof X86Fault)) throw e;
@@ -1245,6 +1321,49 @@ export class Cpu implements CpuCore {
       this.updateAttn();
     }
     return n;
+  }
+
+  /**
+   * Executes the slots of a block in order, at most `budget` of them, stopping after an
+   * instruction that raised an attention condition (or removed predecoded code) and at a
+   * fault, which is delivered as the one-step loop would (ip back at the faulting
+   * instruction, the fault counted as its step).
+   * @returns Steps taken.
+   */
+  private runBlock(b: Block, budget: number): number {
+    const slots = b.slots;
+    const end = slots.length < budget ? slots.length : budget;
+    let k = 0;
+    let at = this.ip;
+    const fn = b.fn;
+    if (fn !== null && end === slots.length) {
+      try {
+        return fn(this, slots);
+      } catch (e) {
+        if (!(e instanceof X86Fault)) throw e;
+        // The faulting slot's address: the block's slots are consecutive.
+        k = this.blockFault;
+        for (let i = 0; i < k; i++) at += slots[i]!.len;
+        this.ip = at;
+        this.exception(e);
+        return k + 1;
+      }
+    }
+    if (++b.runs === BLOCK_HOT && slots.length > 1) b.fn = compileBlock(slots, storeFree);
+    try {
+      while (k < end) {
+        at = this.ip;
+        execute(this, slots[k]!);
+        k++;
+        if (this.attn !== 0) break;
+      }
+    } catch (e) {
+      if (!(e instanceof X86Fault)) throw e;
+      this.ip = at;
+      this.exception(e);
+      k++;
+    }
+    return k;
   }
 
   /** Reads up to 15 instruction bytes for diagnostics. */

@@ -74,6 +74,11 @@ export class Slot extends Insn {
    * one of them, `execute` calls `fn`). Set by {@link bindHandler} together with `fn`.
    */
   hot = 0;
+  /**
+   * Machine payload of the CPU's block cache (the straight-line run starting here); null
+   * until the CPU builds one. The executor never reads it.
+   */
+  block: unknown = null;
 }
 
 const REG = OpKind.REG;
@@ -1571,6 +1576,146 @@ function pick(s: Slot): Handler {
     default: // UNSUPPORTED, INVALID, UD2, TRUNCATED
       return hUndefined;
   }
+}
+
+/**
+ * Handlers after which execution always continues at `ip + len` (or the instruction
+ * faults with the ip unchanged), with no effect on instruction fetch other than through
+ * stores: what {@link straightLine} answers.
+ */
+const STRAIGHT = new Set<Handler>([
+  hMov,
+  hMovRR32,
+  hMovRR64,
+  hMovRM32,
+  hMovRM64,
+  hMovMR32,
+  hMovMR64,
+  hMovRI,
+  hMovzx,
+  hMovsx,
+  hLea,
+  hXchg,
+  hCmpxchg,
+  hXadd,
+  hBswap,
+  hCbw,
+  hCwd,
+  hSetcc,
+  hCmovcc,
+  hAlu,
+  hAluRR,
+  hAluRI,
+  hCmpRR,
+  hCmpRI,
+  hLazyRR,
+  hLazyRI,
+  hLazyRM,
+  hAddRR,
+  hAddRI,
+  hSubRR,
+  hSubRI,
+  hXorRR,
+  hXorRI,
+  hAndRR,
+  hAndRI,
+  hOrRR,
+  hOrRI,
+  hCmpTestRR,
+  hCmpTestRI,
+  hAluRM,
+  hUnary,
+  hShift,
+  hMulWide,
+  hImul2,
+  hDiv,
+  hBit,
+  hPush,
+  hPushR,
+  hPopR,
+  hPop,
+  hNop,
+]);
+
+/**
+ * Straight-line handlers that never store to memory and call no CPU hook (they may read
+ * memory and fault): what {@link storeFree} answers.
+ */
+const STORE_FREE = new Set<Handler>([
+  hMovRR32,
+  hMovRR64,
+  hMovRM32,
+  hMovRM64,
+  hMovRI,
+  hMovzx,
+  hMovsx,
+  hLea,
+  hBswap,
+  hCbw,
+  hCwd,
+  hCmovcc,
+  hAluRR,
+  hAluRI,
+  hCmpRR,
+  hCmpRI,
+  hLazyRR,
+  hLazyRI,
+  hLazyRM,
+  hAddRR,
+  hAddRI,
+  hSubRR,
+  hSubRI,
+  hXorRR,
+  hXorRI,
+  hAndRR,
+  hAndRI,
+  hOrRR,
+  hOrRI,
+  hCmpTestRR,
+  hCmpTestRI,
+  hAluRM,
+  hImul2,
+  hPopR,
+  hNop,
+]);
+
+/**
+ * Whether a bound straight-line instruction only reads: it stores nothing and calls no
+ * CPU hook, so it cannot change instruction memory or the CPU's pending events (it may
+ * still fault). The CPU's compiled blocks check for pending events only after the others.
+ *
+ * @param s A slot bound by {@link bindHandler}.
+ * @returns True for loads, register and flag operations.
+ * @example
+ * ```ts
+ * import { bindHandler, Slot, storeFree } from "./execute.ts";
+ * import { decodeInto } from "./decode.ts";
+ * const s = bindHandler(decodeInto(new Slot(), new Uint8Array([0x90]), 0, 64) as Slot);
+ * console.log(storeFree(s)); // true
+ * ```
+ */
+export function storeFree(s: Slot): boolean {
+  return STORE_FREE.has(s.fn);
+}
+
+/**
+ * Whether a bound instruction is straight-line: when it completes it has advanced the ip
+ * by its length and done nothing else that concerns instruction fetch (no branch, no
+ * `rep` iteration, no interrupt, serialization, pause or flag-IF change); it may fault.
+ * The CPU's block cache runs such instructions back to back.
+ *
+ * @param s A slot bound by {@link bindHandler}.
+ * @returns True when execution always falls through to the next instruction.
+ * @example
+ * ```ts
+ * import { bindHandler, Slot, straightLine } from "./execute.ts";
+ * import { decodeInto } from "./decode.ts";
+ * const s = bindHandler(decodeInto(new Slot(), new Uint8Array([0x90]), 0, 64) as Slot);
+ * console.log(straightLine(s)); // true: nop falls through
+ * ```
+ */
+export function straightLine(s: Slot): boolean {
+  return STRAIGHT.has(s.fn);
 }
 
 // ---------------------------------------------------------------------------------------
