@@ -4,6 +4,7 @@ import {
   callInsn,
   immediateRunner,
   jmpInsn,
+  type PatchSite,
   rel32Target,
   textPokeBpRunner,
 } from "../lib/ftrace/batch.ts";
@@ -131,11 +132,12 @@ for (const bitness of [64, 32] as const) {
     const stats = s.k.patcher.stats;
     const a = new FtraceOps("a", () => {});
     s.drive(s.ft.registerFtraceFunction(a, run));
-    // ftrace_update_ftrace_func (the two callers' calls), then the five sites.
-    assert.deepEqual([stats.batches, stats.sites], [2, 7]);
+    // The callers' calls to the list function, the five sites, the callers' calls to a.
+    assert.deepEqual([stats.batches, stats.sites], [3, 9]);
     const b = new FtraceOps("b", () => {});
     s.drive(s.ft.registerFtraceFunction(b, run));
-    assert.deepEqual([stats.batches, stats.sites], [3, 12]);
+    // The callers' calls to the list function, then the five sites; no third batch.
+    assert.deepEqual([stats.batches, stats.sites], [5, 16]);
   });
 
   Deno.test(`ftraceUpdateFtraceFunc() rewrites the call inside both caller trampolines (${arch})`, () => {
@@ -146,15 +148,109 @@ for (const bitness of [64, 32] as const) {
     assert.equal(ft.callTarget(ft.regsCaller.callSite), ft.stub);
     const a = new FtraceOps("a", () => {});
     s.drive(ft.registerFtraceFunction(a, run));
-    assert.equal(ft.callTarget(ft.caller.callSite), ft.listFunc);
+    // One ops: the callers call its callback directly (update_ftrace_function).
+    assert.equal(ft.callTarget(ft.caller.callSite), a.callback);
+    assert.equal(ft.callTarget(ft.regsCaller.callSite), a.callback);
+    assert.equal(ft.updateFuncCall, a.callback);
+    const b = new FtraceOps("b", () => {});
+    s.drive(ft.registerFtraceFunction(b, run));
     assert.equal(ft.callTarget(ft.regsCaller.callSite), ft.listFunc);
-    assert.equal(ft.updateFuncCall, ft.listFunc);
+    s.drive(ft.unregisterFtraceFunction(b, run));
+    assert.equal(ft.callTarget(ft.regsCaller.callSite), a.callback);
     s.drive(ft.unregisterFtraceFunction(a, run));
     assert.equal(ft.callTarget(ft.regsCaller.callSite), ft.stub);
     assert.deepEqual(
       s.k.mem.readBytes(ft.caller.callSite, 5),
       callInsn(ft.caller.callSite, ft.stub),
     );
+  });
+
+  Deno.test(`Ftrace orders its batches as ftrace_modify_all_code and saves ftrace_update_func_call first (${arch})`, () => {
+    const s = setup(bitness);
+    const ft = s.ft;
+    const inner = textPokeBpRunner(s.k);
+    const log: string[] = [];
+    const name = (t: bigint | null) =>
+      t === null
+        ? "nop"
+        : t === ft.listFunc
+        ? "list"
+        : t === ft.stub
+        ? "stub"
+        : t === ft.regsCaller.address
+        ? "regs_caller"
+        : t === a.callback
+        ? "a"
+        : t === a.trampoline?.address
+        ? "tramp_a"
+        : hexAddr(t);
+    const run = function* (sites: readonly PatchSite[]) {
+      const s0 = sites[0]!;
+      const to = name(rel32Target(s0.address, s0.new, bitness));
+      if (s0.role === "caller-call") {
+        // ftrace_update_func_call names the call being written before the batch starts.
+        assert.equal(ft.updateFuncCall, rel32Target(s0.address, s0.new, bitness));
+        assert.deepEqual(
+          sites.map((x) => x.address),
+          [ft.caller.callSite, ft.regsCaller.callSite].sort((x, y) => x < y ? -1 : 1),
+        );
+        log.push(`call:${name(ft.callTarget(s0.address))}->${to}`);
+      } else {
+        log.push(`sites:${sites.length}->${to}`);
+      }
+      yield* inner(sites);
+    };
+    const a = new FtraceOps("a", () => {});
+    const b = new FtraceOps("b", () => {}, { flags: FTRACE_OPS_FL_SAVE_REGS });
+    s.drive(ft.registerFtraceFunction(a, run));
+    s.drive(ft.registerFtraceFunction(b, run));
+    s.drive(ft.unregisterFtraceFunction(b, run));
+    s.drive(ft.unregisterFtraceFunction(a, run));
+    assert.deepEqual(log, [
+      // A attaches: list function, sites to A's trampoline, then A's callback.
+      "call:stub->list",
+      "sites:3->tramp_a",
+      "call:list->a",
+      // B attaches: list function first, then the sites; the list function stays.
+      "call:a->list",
+      "sites:3->regs_caller",
+      // B detaches: the list function is rewritten over itself while the sites still call
+      // ftrace_regs_caller (v5.1 writes the breakpoint all the same), then A's callback.
+      "call:list->list",
+      "sites:3->tramp_a",
+      "call:list->a",
+      // A detaches.
+      "call:a->list",
+      "sites:3->nop",
+      "call:list->stub",
+    ]);
+    // As in the seed, nothing clears ftrace_update_func_call after a rewrite.
+    assert.equal(ft.updateFuncCall, ft.stub);
+  });
+
+  Deno.test(`Ftrace reports which tracer function a caller's call site reached (${arch})`, () => {
+    const s = setup(bitness);
+    const ft = s.ft;
+    const seen: [bigint, bigint][] = [];
+    ft.onCallee = (_cpu, callee, ret) => void seen.push([callee, ret]);
+    const run = textPokeBpRunner(s.k);
+    const a = new FtraceOps("a", () => {}, { trampoline: false });
+    s.drive(ft.registerFtraceFunction(a, run));
+    s.call(0);
+    assert.deepEqual(seen, [[a.callback, ft.caller.callSite + 5n]]);
+    const b = new FtraceOps("b", () => {}, { trampoline: false });
+    s.drive(ft.registerFtraceFunction(b, run));
+    seen.length = 0;
+    s.call(0);
+    assert.deepEqual(seen, [[ft.listFunc, ft.caller.callSite + 5n]]);
+    // ftrace_stub reports itself too: call the caller with its call still on the stub.
+    s.drive(ft.unregisterFtraceFunction(a, run));
+    s.drive(ft.unregisterFtraceFunction(b, run));
+    s.k.textPoke(s.fns[1]!, callInsn(s.fns[1]!, ft.caller.address, bitness));
+    seen.length = 0;
+    s.call(1);
+    assert.deepEqual(seen, [[ft.stub, ft.caller.callSite + 5n]]);
+    assert.deepEqual(s.seen[1], [0x1001n]);
   });
 
   Deno.test(`ftrace_regs_caller hands the callback a full pt_regs of the traced function (${arch})`, () => {

@@ -27,12 +27,23 @@
  * The patcher records each batch's window per site; {@link classifyExecution} does the
  * rest.
  *
+ * A caller trampoline's own call site (`ftrace_call` / `ftrace_regs_call`) is a patched
+ * site too: an execution that enters `ftrace_caller` or `ftrace_regs_caller` also executes
+ * it, and is classified there as well (counted as a second execution, on the same CPU's
+ * timeline, nested in the first): from the trampoline's probe to the body, by the first
+ * tracer function it reached (`ftrace_ops_list_func`, an ops' callback or `ftrace_stub`,
+ * each reporting its return address, which must be the call site's next ip). It is
+ * `crashed` when that return address is wrong or the task died before any was reached.
+ *
  * Scenarios (the sites of every one include rel32s that straddle a 64-byte line: the
  * functions start 60, 61, 62, 63 and 8 bytes into a line):
  * - `ftrace-transition` (Rostedt, seed 004): ops A (its own trampoline) and ops B
  *   (SAVE_REGS, so the list caller is `ftrace_regs_caller`) on the same functions; each
  *   transition is the full cycle NOP5 → A's trampoline → `ftrace_regs_caller` (list
- *   function) → A's trampoline → NOP5.
+ *   function) → A's trampoline → NOP5. The callers' call follows `ftrace_modify_all_code`
+ *   (see `Ftrace`): when B detaches it is rewritten (list function → list function, then
+ *   after the sites moved → A's callback) while sites still call `ftrace_regs_caller`,
+ *   so CPUs hit the int3 at `ftrace_regs_call`.
  * - `livepatch-transition`: every function is livepatched before the workers start (its
  *   site calls the klp ops' trampoline, which sets regs->ip to the new function); each
  *   transition attaches a tracer to the same functions (the site moves to
@@ -44,7 +55,13 @@
  */
 
 import { ExperimentError } from "../errors.ts";
-import { type BatchRunner, immediateRunner, type PatchSite, rel32Target } from "../ftrace/batch.ts";
+import {
+  type BatchRunner,
+  immediateRunner,
+  type PatchSite,
+  rel32Target,
+  type SiteRole,
+} from "../ftrace/batch.ts";
 import { Ftrace } from "../ftrace/ftrace.ts";
 import { FTRACE_OPS_FL_SAVE_REGS, FtraceOps } from "../ftrace/ops.ts";
 import { X86_EFLAGS_IF } from "../kernel/constants.ts";
@@ -132,6 +149,8 @@ export interface ExecutionEvent {
   readonly fn: number;
   /** The patched site. */
   readonly site: bigint;
+  /** What kind of site it is (`caller-call`: a caller trampoline's own call). */
+  readonly role: SiteRole;
   /** First call target reached (null: none). */
   readonly target: bigint | null;
   /** Its class. */
@@ -233,6 +252,16 @@ interface OpenExec {
   crashed: boolean;
   why: string;
   oldBody: boolean;
+  /** The caller trampoline's call site this execution runs through, once entered. */
+  inner: InnerExec | null;
+}
+
+interface InnerExec {
+  site: bigint;
+  t0: number;
+  callee: bigint | null;
+  crashed: boolean;
+  why: string;
 }
 
 interface Scenario {
@@ -240,6 +269,8 @@ interface Scenario {
   userFns: bigint[];
   /** The patched site each function's execution goes through. */
   siteOf: bigint[];
+  /** The kind of each function's site. */
+  roleOf: SiteRole[];
   /** The return address a probe must see for function i. */
   retOf: bigint[];
   /** Expected body value for function i given the target reached. */
@@ -397,6 +428,7 @@ class Run {
     k.bindNative("__body", (call) => this.#body(call, false));
     if (this.ftrace !== null) {
       this.ftrace.onProbe = (cpu, target, ret) => this.#probe(cpu, target, ret);
+      this.ftrace.onCallee = (cpu, callee, ret) => this.#callee(cpu, callee, ret);
     }
   }
 
@@ -474,6 +506,7 @@ class Run {
     const scenario: Scenario = {
       userFns: fns,
       siteOf: fns,
+      roleOf: fns.map(() => "fentry"),
       retOf: fns.map((f) => f + 5n),
       expect: (fn) => ARG_BASE + BigInt(fn),
       livepatch,
@@ -511,6 +544,9 @@ class Run {
       for (let i = 0; i < q; i++) yield* k2.step();
     }
     for (const s of fns) this.initial.set(s, rel32Target(s, k.mem.readBytes(s, 5), this.bitness));
+    for (const c of [ft.caller, ft.regsCaller]) {
+      this.initial.set(c.callSite, ft.callTarget(c.callSite));
+    }
     return scenario;
   }
 
@@ -607,6 +643,7 @@ ${post}	call	__body
     return {
       userFns,
       siteOf,
+      roleOf: siteOf.map((_, i) => i < nInline ? "sc-inline" : "sc-trampoline"),
       retOf,
       livepatch: false,
       expect: (fn, target) =>
@@ -665,6 +702,7 @@ ${post}	call	__body
       crashed: false,
       why: "",
       oldBody: false,
+      inner: null,
     };
   }
 
@@ -673,11 +711,27 @@ ${post}	call	__body
     if (e === null || e === undefined) return;
     if (e.probes++ > 0) return;
     e.target = target;
+    const ft = this.ftrace;
+    if (ft !== null && (target === ft.regsCaller.address || target === ft.caller.address)) {
+      const site = target === ft.regsCaller.address ? ft.regsCaller.callSite : ft.caller.callSite;
+      e.inner = { site, t0: this.#now(), callee: null, crashed: false, why: "" };
+    }
     if (ret !== this.scenario.retOf[e.fn]) {
       e.crashed = true;
       e.why = `return address ${ret.toString(16)} instead of ${
         this.scenario.retOf[e.fn]!.toString(16)
       }`;
+    }
+  }
+
+  /** A tracer function was entered: the callee of the caller's call site, if first. */
+  #callee(cpu: number, callee: bigint, ret: bigint): void {
+    const inner = this.open[cpu]?.inner;
+    if (inner === null || inner === undefined || inner.callee !== null) return;
+    inner.callee = callee;
+    if (ret !== inner.site + 5n) {
+      inner.crashed = true;
+      inner.why = `return address ${ret.toString(16)} instead of ${(inner.site + 5n).toString(16)}`;
     }
   }
 
@@ -715,6 +769,7 @@ ${post}	call	__body
     this.open[cpu] = null;
     const t1 = this.#now();
     this.lastProgress[cpu] = t1;
+    if (e.inner !== null) this.#closeInner(cpu, e, e.inner, t1);
     const site = this.scenario.siteOf[e.fn]!;
     const cls = classifyExecution(
       { t0: e.t0, t1, target: e.target, crashed: e.crashed, oldBodyRan: e.oldBody },
@@ -723,11 +778,36 @@ ${post}	call	__body
     );
     this.record.executions++;
     this.record[cls]++;
-    const ev: ExecutionEvent = e.why !== ""
-      ? { t0: e.t0, t1, fn: e.fn, site, target: e.target, class: cls, why: e.why }
-      : { t0: e.t0, t1, fn: e.fn, site, target: e.target, class: cls };
+    const role = this.scenario.roleOf[e.fn]!;
+    const base = { t0: e.t0, t1, fn: e.fn, site, role, target: e.target, class: cls };
+    const ev: ExecutionEvent = e.why !== "" ? { ...base, why: e.why } : base;
     this.#lastClosed[cpu] = ev;
     this.timelines?.[cpu]?.push(ev);
+  }
+
+  /** Classifies the execution of a caller's call site nested in `e` (before `e` itself). */
+  #closeInner(cpu: number, e: OpenExec, inner: InnerExec, t1: number): void {
+    // A task that died after the callee ran is the outer execution's failure, not this one's.
+    const died = e.crashed && inner.callee === null;
+    const crashed = inner.crashed || died;
+    const cls = classifyExecution(
+      { t0: inner.t0, t1, target: inner.callee, crashed, oldBodyRan: false },
+      this.windows.get(inner.site) ?? [],
+      this.initial.get(inner.site) ?? null,
+    );
+    this.record.executions++;
+    this.record[cls]++;
+    const why = inner.why !== "" ? inner.why : died ? e.why : "";
+    const base = {
+      t0: inner.t0,
+      t1,
+      fn: e.fn,
+      site: inner.site,
+      role: "caller-call" as const,
+      target: inner.callee,
+      class: cls,
+    };
+    this.timelines?.[cpu]?.push(why !== "" ? { ...base, why } : base);
   }
 
   /** The frame checks at a mark failed: the last execution on this CPU corrupted it. */

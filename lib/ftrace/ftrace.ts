@@ -8,13 +8,26 @@
  * - no ops traces it: the NOP5;
  * - exactly one, with its own trampoline: `call <that trampoline>`;
  * - otherwise: `call ftrace_regs_caller` if any of them wants regs, else
- *   `call ftrace_caller`; their `ftrace_call` / `ftrace_regs_call` site calls
- *   `ftrace_ops_list_func` while any ops is registered and `ftrace_stub` otherwise
- *   (`ftrace_update_ftrace_func`, itself a text_poke_bp batch of the two call sites).
+ *   `call ftrace_caller`.
+ *
+ * What the callers' `ftrace_call` / `ftrace_regs_call` site calls is
+ * `ftrace_trace_function`, chosen as `update_ftrace_function` does: `ftrace_stub` with
+ * no ops registered, the one ops' own callback with exactly one (the kernel's
+ * `ftrace_ops_get_func`, which for an ops that is not RECURSION_SAFE returns
+ * `ftrace_ops_assist_func`, a wrapper the model leaves out), `ftrace_ops_list_func` with
+ * more. Each update follows `ftrace_modify_all_code` of v5.1: when the trace function
+ * changes, first `ftrace_update_ftrace_func(ftrace_ops_list_func)` — a full breakpoint
+ * cycle even when the call already names the list function, as v5.1's
+ * `ftrace_modify_code` does (a later kernel skips the unchanged rewrite) — then the
+ * fentry sites (`ftrace_replace_code`), then, unless the new trace function is the list
+ * function, `ftrace_update_ftrace_func(<it>)`. So when the second of two ops detaches,
+ * the callers' call is rewritten while the sites still call `ftrace_regs_caller`, and
+ * CPUs running through it hit the int3 at `ftrace_regs_call` (the `is_ftrace_caller(ip)`
+ * case of the seed of Torvalds, 4 May 2019).
  *
  * Registration adds the ops to the list before patching, so the list function already
  * sees it when a site starts calling it; unregistration patches first and then removes
- * it, as the kernel does. Per-ops trampolines are assembled when first needed (the
+ * it from what the list function walks (the trace function is chosen without it). Per-ops trampolines are assembled when first needed (the
  * kernel copies `ftrace_caller` into a fresh page: `arch_ftrace_update_trampoline`).
  *
  * Every patch goes through a {@link BatchRunner}: the experiments pass one that runs
@@ -54,6 +67,16 @@ export interface CallerTrampoline {
  * @param returnAddress The return address its caller pushed (the site's next ip).
  */
 export type ProbeHook = (cpu: number, target: bigint, returnAddress: bigint) => void;
+
+/**
+ * Called when a CPU enters a tracer function through a call (`ftrace_ops_list_func`, an
+ * ops' callback, `ftrace_stub`): what a caller's call site reached.
+ *
+ * @param cpu The CPU.
+ * @param callee The function entered.
+ * @param returnAddress The return address its caller pushed (a call site's next ip).
+ */
+export type CalleeHook = (cpu: number, callee: bigint, returnAddress: bigint) => void;
 
 /**
  * ftrace on one {@link Kernel}.
@@ -96,10 +119,20 @@ export class Ftrace {
   readonly ops: FtraceOps[] = [];
   /** Observer of trampoline entries (default: nothing). */
   onProbe: ProbeHook = () => {};
-  /** `ftrace_update_func_call` of the seed: the target the callers' call is moving to. */
+  /** Observer of tracer-function entries (default: nothing). */
+  onCallee: CalleeHook = () => {};
+  /**
+   * `ftrace_update_func_call` of the seed (Torvalds, 4 May 2019): the target
+   * {@link Ftrace.ftraceUpdateFtraceFunc} saves before it starts rewriting the callers'
+   * call. As in the mail it is never cleared afterwards (only the graph caller's
+   * `ftrace_mod_jmp`, which the model does not have, sets it to 0); 0 until the first
+   * rewrite.
+   */
   updateFuncCall = 0n;
   /** The function the callers' call sites currently call. */
   #globalFunc: bigint;
+  /** `saved_ftrace_func`: the trace function the last update applied. */
+  #savedFunc: bigint;
   #initialized = false;
   /** What ftrace_ops_list_func walks (the ops stay on it until their sites moved away). */
   readonly #listOps: FtraceOps[] = [];
@@ -122,7 +155,12 @@ export class Ftrace {
     for (const name of ["ftrace_caller", "ftrace_regs_caller"]) {
       this.#bindProbe(name);
     }
-    const src = ftraceStubsSource() +
+    kernel.bindNative("__probe_ftrace_stub", (call) => {
+      const sp = call.cpu.getReg(this.#ws === 8 ? "rsp" : "esp");
+      const ret = this.kernel.mem.readWord(sp + BigInt(this.#ws), this.#ws);
+      this.onCallee(call.cpu.index, this.stub, ret);
+    });
+    const src = ftraceStubsSource(true) +
       ftraceCallerSource({
         bitness,
         name: "ftrace_caller",
@@ -144,6 +182,13 @@ export class Ftrace {
     this.caller = { address: get("ftrace_caller"), callSite: get("ftrace_call") };
     this.regsCaller = { address: get("ftrace_regs_caller"), callSite: get("ftrace_regs_call") };
     this.#globalFunc = this.stub;
+    this.#savedFunc = this.stub;
+  }
+
+  /** The return address a native was called with (the word at the stack pointer). */
+  #returnAddress(call: NativeCall): bigint {
+    const sp = call.cpu.getReg(this.#ws === 8 ? "rsp" : "esp");
+    return this.kernel.mem.readWord(sp, this.#ws);
   }
 
   #bindProbe(name: string): bigint {
@@ -309,7 +354,7 @@ export class Ftrace {
     this.#listOps.push(ops);
     this.ops.push(ops);
     this.#writeFunctionTraceOp();
-    yield* this.#update(run);
+    yield* this.#modifyAllCode(run, () => {});
   }
 
   /**
@@ -330,11 +375,10 @@ export class Ftrace {
     if (i < 0) throw new PatchError(`ftrace_ops ${ops.name} is not registered`);
     // Sites move first; the list function keeps calling the ops until they have.
     this.ops.splice(i, 1);
-    const plan = this.#sitePlan();
-    if (plan.length > 0) yield* run(plan);
-    this.#listOps.splice(this.#listOps.indexOf(ops), 1);
-    this.#writeFunctionTraceOp();
-    yield* this.#updateFunc(run);
+    yield* this.#modifyAllCode(run, () => {
+      this.#listOps.splice(this.#listOps.indexOf(ops), 1);
+      this.#writeFunctionTraceOp();
+    });
   }
 
   /**
@@ -355,20 +399,20 @@ export class Ftrace {
     const registered = this.ops.includes(ops);
     if (registered) this.#checkInitialized(`set the filter of ftrace_ops ${ops.name}`);
     ops.filter = filter === null ? null : new Set(filter);
-    if (registered) yield* this.#update(run);
+    if (registered) yield* this.#modifyAllCode(run, () => {});
   }
 
   /**
    * `ftrace_update_ftrace_func`: rewrite the call inside both caller trampolines to
    * `func` (one text_poke_bp batch of the two `call` sites), saving it as
-   * `ftrace_update_func_call` first, as the seed does.
+   * `ftrace_update_func_call` first, as the seed does. The batch runs even when the
+   * call already names `func`, as in v5.1 (the breakpoint is written all the same).
    *
    * @param func The new target (`ftrace_ops_list_func`, `ftrace_stub`, a callback).
    * @param run Performs the batch.
    * @returns A generator.
    */
   *ftraceUpdateFtraceFunc(func: bigint, run: BatchRunner): Generator<unknown, void, unknown> {
-    if (func === this.#globalFunc) return;
     const bitness = this.kernel.bitness;
     // Encoded before ftrace_update_func_call changes: an unreachable func changes nothing.
     const sites: PatchSite[] = [this.caller.callSite, this.regsCaller.callSite].map((a) => ({
@@ -404,6 +448,7 @@ export class Ftrace {
     if (ops.address === 0n) {
       ops.address = k.allocData(64, `ftrace_ops_${ops.name}`);
       ops.callback = k.bindNative(`ftrace_ops_func_${ops.name}`, (call) => {
+        this.onCallee(call.cpu.index, ops.callback, this.#returnAddress(call));
         const regsAt = call.arg(3);
         const regs = regsAt === 0n ? null : new PtRegs(k.mem, regsAt, k.bitness);
         ops.hits++;
@@ -447,15 +492,30 @@ export class Ftrace {
     return out;
   }
 
-  *#updateFunc(run: BatchRunner): Generator<unknown, void, unknown> {
-    const func = this.#listOps.length > 0 ? this.listFunc : this.stub;
-    yield* this.ftraceUpdateFtraceFunc(func, run);
+  /** `update_ftrace_function`: the trace function for the registered ops. */
+  #traceFunction(): bigint {
+    if (this.ops.length === 0) return this.stub;
+    if (this.ops.length === 1) return this.ops[0]!.callback;
+    return this.listFunc;
   }
 
-  *#update(run: BatchRunner): Generator<unknown, void, unknown> {
-    yield* this.#updateFunc(run);
+  /**
+   * `ftrace_modify_all_code`: the list function first (when the trace function changes),
+   * the sites, then the new trace function unless it is the list function.
+   *
+   * @param run Performs each batch.
+   * @param afterSites Runs once the sites have moved (unregistration drops the ops from
+   *   the list there).
+   */
+  *#modifyAllCode(run: BatchRunner, afterSites: () => void): Generator<unknown, void, unknown> {
+    const func = this.#traceFunction();
+    const update = func !== this.#savedFunc;
+    this.#savedFunc = func;
+    if (update) yield* this.ftraceUpdateFtraceFunc(this.listFunc, run);
     const plan = this.#sitePlan();
     if (plan.length > 0) yield* run(plan);
+    afterSites();
+    if (update && func !== this.listFunc) yield* this.ftraceUpdateFtraceFunc(func, run);
   }
 
   /** `ftrace_ops_list_func(ip, parent_ip, op, regs)`: call every ops that traces ip. */
@@ -465,6 +525,7 @@ export class Ftrace {
     const parent = call.arg(1);
     const regsAt = call.arg(3);
     const regs = regsAt === 0n ? null : new PtRegs(k.mem, regsAt, k.bitness);
+    this.onCallee(call.cpu.index, this.listFunc, this.#returnAddress(call));
     for (const ops of this.#listOps.slice()) {
       if (!ops.matches(ip)) continue;
       // ftrace_ops_test: an ops that wants regs is not called without them.

@@ -268,13 +268,15 @@ export function rel32Straddles(address: bigint): boolean {
  * The small fixed pieces: `__fentry__` and `ftrace_stub` (both a bare `ret`, as with
  * dynamic ftrace once the sites are NOPs).
  *
+ * @param probe Begin `ftrace_stub` with `call __probe_ftrace_stub` (the same observation
+ *   every trampoline carries, so an experiment sees a caller's call reach the stub).
  * @returns The source (defines `__fentry__`, `ftrace_stub`).
  */
-export function ftraceStubsSource(): string {
+export function ftraceStubsSource(probe = false): string {
   return `
 __fentry__:
 	ret
 ftrace_stub:
-	ret
+${probe ? "\tcall\t__probe_ftrace_stub\n" : ""}	ret
 `;
 }

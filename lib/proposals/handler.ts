@@ -9,10 +9,18 @@
  *
  * | target | at a fentry site | at a caller's call site | at a static_call site |
  * | --- | --- | --- | --- |
- * | `fixed-caller` | call `ftrace_regs_caller` | call `ftrace_ops_list_func` | not applicable |
+ * | `fixed-caller` | call `ftrace_regs_caller` | call `ftrace_update_func_call` (0: jump over); `push: "stub"`: call `ftrace_ops_list_func` | not applicable |
  * | `saved-target` | the new instruction's target, saved by the writer (NOP: jump over) | same | same (jmp at a trampoline, ret for NULL) |
  * | `atomic-offset` / `plain-offset` | one 4-byte read of the rel32 at ip: the NOP5's tail means the NOP, otherwise call ip+5+offset | same | jmp at a trampoline; `cc cc cc cc` (a NULL trampoline's padding) means ret |
  * | `emulate-new` | the instruction being written | same | same |
+ *
+ * `fixed-caller` at a caller's own call site (`ftrace_call` / `ftrace_regs_call`, role
+ * `caller-call`) follows the seed of Torvalds, 4 May 2019 ("x86: Allow breakpoints to
+ * emulate call functions"): when `is_ftrace_caller(ip)`, emulate a call to
+ * `ftrace_update_func_call` — the target `ftrace_update_ftrace_func()` saved before it
+ * started rewriting that call ({@link Ftrace.updateFuncCall}) — and when that is 0,
+ * `int3_emulate_jmp(regs, ip + CALL_INSN_SIZE)`. Stange's stubs (`push: "stub"`, seed
+ * 004) keep their own choice there: the `ftrace_ops_list_func` stub.
  *
  * Where the seed sketches and the model fills in: `saved-target` keeps one saved target
  * per site (`ftrace_get_addr_new` of each record) rather than one global, because a batch
@@ -187,8 +195,11 @@ export class ProposalHandler {
         if (site.role === "fentry") {
           return { op: "call", target: this.#ftrace!.regsCaller.address };
         }
-        if (site.role === "caller-call") return { op: "call", target: this.#ftrace!.listFunc };
-        return null;
+        if (site.role !== "caller-call") return null;
+        // Stange's stubs call the list function; the seed calls ftrace_update_func_call.
+        if (this.push === "stub") return { op: "call", target: this.#ftrace!.listFunc };
+        const saved = this.#ftrace!.updateFuncCall;
+        return saved === 0n ? { op: "skip" } : { op: "call", target: saved };
       }
       case "saved-target":
       case "emulate-new":
