@@ -47,6 +47,9 @@ export function defaultPushMode(bitness: 32 | 64): PushMode {
   return bitness === 64 ? "direct" : "move";
 }
 
+/** `CALL_INSN_SIZE - INT3_INSN_SIZE`: from just after the int3 to after the call. */
+const CALL_NEXT = BigInt(CALL_INSN_SIZE - INT3_INSN_SIZE);
+
 function mask(regs: PtRegs, v: bigint): bigint {
   return regs.bitness === 64 ? BigInt.asUintN(64, v) : BigInt.asUintN(32, v);
 }
@@ -91,7 +94,7 @@ export function int3EmulatePush(regs: PtRegs, value: bigint, mode: PushMode): Pt
   if (mode === "direct") {
     // The entry code left a gap between the interrupted stack and pt_regs (create_gap
     // on x86-64, FIXUP_FRAME's copy on x86-32): sp - word is free, not the iret frame.
-    const sp = mask(regs, regs.sp - BigInt(ws));
+    const sp = mask(regs, regs.sp - (ws === 8 ? 8n : 4n));
     regs.sp = sp;
     regs.mem.writeWord(sp, ws, value);
     return regs;
@@ -108,8 +111,7 @@ export function int3EmulatePush(regs: PtRegs, value: bigint, mode: PushMode): Pt
   // `new->sp` *is* the interrupted stack's new top, and returning through the moved frame
   // is what lowers the interrupted sp.
   const moved = regs.at(regs.address - BigInt(ws));
-  const body = regs.mem.readBytes(regs.address, SAVED_KERNEL_REGS_SIZE_32);
-  regs.mem.writeBytes(moved.address, body);
+  moveFrame(regs, moved);
   moved.sp = mask(regs, value);
   return moved;
 }
@@ -133,9 +135,19 @@ export function int3EmulatePop(regs: PtRegs, mode: PushMode): { value: bigint; r
   // truncated frame up over it.
   const value = regs.sp;
   const moved = regs.at(regs.address + BigInt(ws));
-  const body = regs.mem.readBytes(regs.address, SAVED_KERNEL_REGS_SIZE_32);
-  regs.mem.writeBytes(moved.address, body);
+  moveFrame(regs, moved);
   return { value, regs: moved };
+}
+
+/** Copies the truncated 32-bit frame of `from` to where `to` is. */
+function moveFrame(from: PtRegs, to: PtRegs): void {
+  const mem = from.mem;
+  if (mem.moveBytes !== undefined) {
+    mem.moveBytes(to.address, from.address, SAVED_KERNEL_REGS_SIZE_32);
+    return;
+  }
+  const body = mem.readBytes(from.address, SAVED_KERNEL_REGS_SIZE_32);
+  mem.writeBytes(to.address, body);
 }
 
 /**
@@ -148,7 +160,7 @@ export function int3EmulatePop(regs: PtRegs, mode: PushMode): { value: bigint; r
  * @returns The regs to use from now on.
  */
 export function int3EmulateCall(regs: PtRegs, func: bigint, mode: PushMode): PtRegs {
-  const nextIp = regs.ip - BigInt(INT3_INSN_SIZE) + BigInt(CALL_INSN_SIZE);
+  const nextIp = regs.ip + CALL_NEXT;
   const r = int3EmulatePush(regs, nextIp, mode);
   r.ip = mask(r, func);
   return r;

@@ -41,6 +41,7 @@ import {
 import { attachSmp, type SmpMachineOptions } from "../machine/smp_machine.ts";
 import { SerializeReason } from "../machine/trace.ts";
 import { assemble } from "../x86/assemble.ts";
+import { CANON_HIGH, CANON_LOW } from "../x86/state.ts";
 import { CodeMap } from "./code_map.ts";
 import { selectors, X86_EFLAGS_IF, X86_TRAP_BP, X86_TRAP_NMI } from "./constants.ts";
 import { defaultPushMode, type PushMode } from "./emulate.ts";
@@ -182,18 +183,32 @@ export interface CallResult {
  * the permission a supervisor write needs (W), so a stray write by a handler to read-only
  * text is a fault (reported as an oops), not a silent change.
  */
+const MASK64 = (1n << 64n) - 1n;
+const MASK32 = (1n << 32n) - 1n;
+
 class KernelMemory implements WordMemory {
   readonly #m: Machine;
+  #page = NaN;
+  #generation = -1;
+  #pte = 0;
+  #lastAddress = 0n; // toNum(0n) is 0 in both modes
+  #lastNum = 0;
   constructor(m: Machine) {
     this.#m = m;
   }
   readBytes(address: bigint, length: number): Uint8Array {
     const mem = this.#m.memory;
     const a = this.toNum(address);
-    const off = a - Math.floor(a / PAGE_SIZE) * PAGE_SIZE;
-    const e = mem.pages.get(Math.floor(a / PAGE_SIZE));
+    const page = Math.floor(a / PAGE_SIZE);
+    const off = a - page * PAGE_SIZE;
+    const e = this.#entry(page);
     if (e !== undefined && off + length <= PAGE_SIZE && length >= 0) {
-      return copyOut(mem.frames[Math.floor(e / 16)]!, off, length);
+      const frame = mem.frames[Math.floor(e / 16)]!;
+      // A loop beats `slice` for the 60-byte pt_regs moves of the 32-bit push.
+      if (length > 256) return copyOut(frame, off, length);
+      const out = new Uint8Array(length);
+      for (let i = 0; i < length; i++) out[i] = frame[off + i]!;
+      return out;
     }
     return mem.readBytes(address, length);
   }
@@ -201,7 +216,7 @@ class KernelMemory implements WordMemory {
     const mem = this.#m.memory;
     const a = this.toNum(address);
     const page = Math.floor(a / PAGE_SIZE);
-    const e = mem.pages.get(page);
+    const e = this.#entry(page);
     if (
       e !== undefined && (e & Perm.W) !== 0 && a - page * PAGE_SIZE + bytes.length <= PAGE_SIZE &&
       mem.toBigInt(a) === address
@@ -212,6 +227,31 @@ class KernelMemory implements WordMemory {
     }
     this.#checkWrite(address, bytes.length);
     mem.writeBytes(address, bytes);
+  }
+  moveBytes(dst: bigint, src: bigint, length: number): void {
+    const mem = this.#m.memory;
+    const a = this.toNum(src);
+    const b = this.toNum(dst);
+    const pa = Math.floor(a / PAGE_SIZE);
+    const pb = Math.floor(b / PAGE_SIZE);
+    const offA = a - pa * PAGE_SIZE;
+    const offB = b - pb * PAGE_SIZE;
+    const ea = this.#entry(pa);
+    const eb = this.#entry(pb);
+    if (
+      ea !== undefined && eb !== undefined && length > 0 && offA + length <= PAGE_SIZE &&
+      offB + length <= PAGE_SIZE && (eb & Perm.W) !== 0 &&
+      mem.codeFrames[Math.floor(eb / 16)] === 0 && mem.toBigInt(b) === dst
+    ) {
+      // What writeBytes(dst, readBytes(src)) does here, without allocating the copy (a
+      // typed array costs more than the 60-byte move of the 32-bit push).
+      const from = mem.frames[Math.floor(ea / 16)]!;
+      const to = mem.frames[Math.floor(eb / 16)]!;
+      if (from === to) to.copyWithin(offB, offA, offA + length);
+      else for (let i = 0; i < length; i++) to[offB + i] = from[offA + i]!;
+      return;
+    }
+    this.writeBytes(dst, this.readBytes(src, length));
   }
   #checkWrite(address: bigint, length: number): void {
     const mem = this.#m.memory;
@@ -228,14 +268,37 @@ class KernelMemory implements WordMemory {
     }
   }
   toNum(address: bigint): number {
-    return this.#m.bitness === 64
+    // A trap converts the same few addresses (its pt_regs, its stack) again and again.
+    if (address === this.#lastAddress) return this.#lastNum;
+    const n = this.#m.bitness === 64
       ? Number(BigInt.asIntN(64, address))
+      : address >= 0n && address <= MASK32
+      ? Number(address)
       : Number(BigInt.asUintN(32, address));
+    this.#lastAddress = address;
+    this.#lastNum = n;
+    return n;
+  }
+  /**
+   * The page-table entry of virtual page `page`, remembering the last one while the page
+   * table does not change (`mappingGeneration`): a trap reads and writes one pt_regs, on
+   * one page, a dozen times.
+   */
+  #entry(page: number): number | undefined {
+    const mem = this.#m.memory;
+    if (page === this.#page && mem.mappingGeneration === this.#generation) return this.#pte;
+    const e = mem.pages.get(page);
+    if (e === undefined) return undefined;
+    this.#page = page;
+    this.#generation = mem.mappingGeneration;
+    this.#pte = e;
+    return e;
   }
   readNum(a: number, size: 4 | 8): bigint {
     const mem = this.#m.memory;
-    const off = a - Math.floor(a / PAGE_SIZE) * PAGE_SIZE;
-    const e = mem.pages.get(Math.floor(a / PAGE_SIZE));
+    const page = Math.floor(a / PAGE_SIZE);
+    const off = a - page * PAGE_SIZE;
+    const e = this.#entry(page);
     if (e !== undefined && off + size <= PAGE_SIZE) {
       const v = mem.views[Math.floor(e / 16)]!;
       return size === 8 ? v.getBigUint64(off, true) : BigInt(v.getUint32(off, true));
@@ -245,13 +308,14 @@ class KernelMemory implements WordMemory {
   }
   writeNum(a: number, size: 4 | 8, value: bigint): void {
     const mem = this.#m.memory;
-    const off = a - Math.floor(a / PAGE_SIZE) * PAGE_SIZE;
-    const e = mem.pages.get(Math.floor(a / PAGE_SIZE));
+    const page = Math.floor(a / PAGE_SIZE);
+    const off = a - page * PAGE_SIZE;
+    const e = this.#entry(page);
     if (e !== undefined && off + size <= PAGE_SIZE && (e & Perm.W) !== 0) {
       const f = Math.floor(e / 16);
       if (mem.codeFrames[f] === 0) {
         const v = mem.views[f]!;
-        if (size === 8) v.setBigUint64(off, BigInt.asUintN(64, value), true);
+        if (size === 8) v.setBigUint64(off, value, true); // stores value mod 2^64
         else v.setUint32(off, Number(BigInt.asUintN(32, value)), true);
         return;
       }
@@ -261,11 +325,21 @@ class KernelMemory implements WordMemory {
     if (size === 8) mem.write64(address, value);
     else mem.write32(address, value);
   }
+  /** `memory.toNumber(address)`, without its bigint constants on the usual path. */
+  #number(address: bigint): number {
+    if (this.#m.bitness === 64) {
+      if (address >= 0n && address <= MASK64) {
+        const n = Number(BigInt.asIntN(64, address));
+        if (n >= CANON_LOW && n < CANON_HIGH) return n;
+      }
+    } else if (address >= 0n && address <= MASK32) return Number(address);
+    return this.#m.memory.toNumber(address); // throws its MemoryError
+  }
   readWord(address: bigint, size: 4 | 8): bigint {
-    return this.readNum(this.#m.memory.toNumber(address), size);
+    return this.readNum(this.#number(address), size);
   }
   writeWord(address: bigint, size: 4 | 8, value: bigint): void {
-    this.writeNum(this.#m.memory.toNumber(address), size, value);
+    this.writeNum(this.#number(address), size, value);
   }
 }
 

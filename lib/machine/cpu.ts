@@ -1036,6 +1036,43 @@ export class Cpu implements CpuCore {
     this.storeSplit(f, o, f2, size, lo, hi);
   }
 
+  /**
+   * The fast path of exception-frame stores: when bytes [low, low + length) lie in one
+   * page, translates that page once as {@link Cpu.sysWrite} would (a #PF names `first`,
+   * the address the frame's first store would have faulted on) and returns the frame's
+   * view, with {@link Cpu.sysOffset} set to the offset of `low`. Returns null when the
+   * range crosses a page or its frame holds predecoded code: store word by word then.
+   * @param first Address of the first store (inside the range).
+   * @param low Lowest byte of the frame.
+   * @param length Bytes in the frame.
+   * @returns The frame's view, or null.
+   */
+  sysFrame(first: number, low: number, length: number): DataView | null {
+    const o = ((low % PAGE) + PAGE) % PAGE;
+    if (o + length > PAGE) return null;
+    const mem = this.machine.memory;
+    const page = Math.floor(first / PAGE);
+    let e = this.sysPte;
+    if (page !== this.sysPage || mem.mappingGeneration !== this.sysGeneration) {
+      // Page entries change only with the generation: a page that passed stays valid.
+      e = this.translate(first, WRITE, false);
+      this.sysPage = page;
+      this.sysGeneration = mem.mappingGeneration;
+      this.sysPte = e;
+    }
+    const f = Math.floor(e / 16);
+    if (mem.codeFrames[f] !== 0) return null;
+    this.sysOffset = o;
+    return mem.views[f]!;
+  }
+
+  /** Offset of the frame in the view {@link Cpu.sysFrame} returned last. */
+  sysOffset = 0;
+  /** The last page {@link Cpu.sysFrame} translated, its generation and its entry. */
+  private sysPage = NaN;
+  private sysGeneration = -1;
+  private sysPte = 0;
+
   // -------------------------------------------------------------------------------------
   // System operations (CpuCore)
 

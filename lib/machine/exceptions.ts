@@ -104,6 +104,9 @@ export function isDoubleFault(first: number, second: number): boolean {
 
 const TWO32 = 4294967296;
 
+/** Scratch for the words of one frame (delivery does not nest: nothing runs between). */
+const FRAME_WORDS: number[] = [0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0];
+
 /**
  * Delivers one event through the IDT: checks the gate, pushes the frame (supervisor
  * accesses), switches stack/CS/CPL and jumps to the handler. Throws an {@link X86Fault}
@@ -138,31 +141,76 @@ export function deliver(
   const flags = cpu.flags;
   const cs = cpu.sreg[1]!;
   const ss = cpu.sreg[2]!;
-  const words: number[] = [];
+  const words = FRAME_WORDS;
+  let n = 0;
   let sp: number;
   const oldSp = cpu.spValue();
   if (cpu.bitness === 64) {
     sp = fromUser ? tssStack(cpu) : oldSp;
     sp -= ((sp % 16) + 16) % 16;
     // Pairs of (lo, hi): the old RSP is pushed from its register halves, bit-exact.
-    words.push(ss, 0, cpu.lo[4]!, cpu.hi[4]!, flags, 0, cs, 0);
-    words.push(savedIp | 0, Math.floor(savedIp / TWO32) | 0);
-    if (errorCode >= 0) words.push(errorCode, 0);
-    for (let i = 0; i < words.length; i += 2) {
-      sp -= 8;
-      if (sp < CANON_LOW || sp >= CANON_HIGH) {
-        throw new X86Fault(Vector.SS, 0, 0, "non-canonical stack during delivery");
+    words[0] = ss;
+    words[1] = 0;
+    words[2] = cpu.lo[4]!;
+    words[3] = cpu.hi[4]!;
+    words[4] = flags;
+    words[5] = 0;
+    words[6] = cs;
+    words[7] = 0;
+    words[8] = savedIp | 0;
+    words[9] = Math.floor(savedIp / TWO32) | 0;
+    n = 10;
+    if (errorCode >= 0) {
+      words[10] = errorCode;
+      words[11] = 0;
+      n = 12;
+    }
+    const low = sp - 4 * n;
+    // The whole frame canonical and in one page (the usual case): one translation, the
+    // same stores in the same order; otherwise word by word, faulting where it faults.
+    const v = low >= CANON_LOW && sp - 8 < CANON_HIGH ? cpu.sysFrame(sp - 8, low, 4 * n) : null;
+    if (v !== null) {
+      let o = cpu.sysOffset + 4 * n;
+      for (let i = 0; i < n; i += 2) {
+        o -= 8;
+        v.setInt32(o, words[i]!, true);
+        v.setInt32(o + 4, words[i + 1]!, true);
       }
-      cpu.sysWrite(sp, 8, words[i]!, words[i + 1]!);
+      sp = low;
+    } else {
+      for (let i = 0; i < n; i += 2) {
+        sp -= 8;
+        if (sp < CANON_LOW || sp >= CANON_HIGH) {
+          throw new X86Fault(Vector.SS, 0, 0, "non-canonical stack during delivery");
+        }
+        cpu.sysWrite(sp, 8, words[i]!, words[i + 1]!);
+      }
     }
   } else {
     sp = fromUser ? tssStack(cpu) : oldSp;
-    if (fromUser) words.push(ss, oldSp);
-    words.push(flags, cs, savedIp);
-    if (errorCode >= 0) words.push(errorCode);
-    for (const w of words) {
-      sp = (sp - 4) >>> 0;
-      cpu.sysWrite(sp, 4, w | 0, 0);
+    if (fromUser) {
+      words[0] = ss;
+      words[1] = oldSp;
+      n = 2;
+    }
+    words[n++] = flags;
+    words[n++] = cs;
+    words[n++] = savedIp;
+    if (errorCode >= 0) words[n++] = errorCode;
+    const low = sp - 4 * n;
+    const v = low >= 0 ? cpu.sysFrame((sp - 4) >>> 0, low, 4 * n) : null;
+    if (v !== null) {
+      let o = cpu.sysOffset + 4 * n;
+      for (let i = 0; i < n; i++) {
+        o -= 4;
+        v.setInt32(o, words[i]! | 0, true);
+      }
+      sp = low;
+    } else {
+      for (let i = 0; i < n; i++) {
+        sp = (sp - 4) >>> 0;
+        cpu.sysWrite(sp, 4, words[i]! | 0, 0);
+      }
     }
   }
   // Commit: nothing above changed a register.
@@ -216,6 +264,24 @@ function validSs(bitness: 32 | 64, ss: number, cpl: number): boolean {
 /** Flags any iret may change; IF and IOPL depend on CPL (SDM IRET). */
 const IRET_MASK = 0x1dd5 /* ARITH|TF|DF|OF */ | NT | RF | AC | 0x200000 /* ID */;
 
+/** The low half of the last 8-byte word {@link iretWord} read. */
+let lastLo = 0;
+
+/** Word `k` of an iret frame at `sp` (a #SS for a non-canonical 64-bit stack). */
+function iretWord(cpu: Cpu, sp: number, k: number, size: number, is64: boolean): number {
+  let a = sp + k * size;
+  if (is64) {
+    if (a < CANON_LOW || a >= CANON_HIGH) {
+      throw new X86Fault(Vector.SS, 0, 0, "non-canonical stack in iret");
+    }
+  } else a = a >>> 0;
+  if (size === 8) {
+    lastLo = cpu.read64(a);
+    return cpu.hi64 * TWO32 + (lastLo >>> 0);
+  }
+  return size === 4 ? cpu.read32(a) >>> 0 : cpu.read16(a);
+}
+
 /**
  * iret / iretd / iretq: pops the frame, returns to CS:IP (and SS:SP where the mode pops
  * them), restores RFLAGS by the CPL rules, and serializes.
@@ -229,23 +295,9 @@ const IRET_MASK = 0x1dd5 /* ARITH|TF|DF|OF */ | NT | RF | AC | 0x200000 /* ID */
 export function iret(cpu: Cpu, size: number): void {
   const sp = cpu.spValue();
   const is64 = cpu.bitness === 64;
-  let lastLo = 0;
-  const at = (k: number): number => {
-    let a = sp + k * size;
-    if (is64) {
-      if (a < CANON_LOW || a >= CANON_HIGH) {
-        throw new X86Fault(Vector.SS, 0, 0, "non-canonical stack in iret");
-      }
-    } else a = a >>> 0;
-    if (size === 8) {
-      lastLo = cpu.read64(a);
-      return cpu.hi64 * TWO32 + (lastLo >>> 0);
-    }
-    return size === 4 ? cpu.read32(a) >>> 0 : cpu.read16(a);
-  };
-  const ipv = at(0);
-  const cs = at(1) & 0xffff;
-  const fl = at(2) % TWO32;
+  const ipv = iretWord(cpu, sp, 0, size, is64);
+  const cs = iretWord(cpu, sp, 1, size, is64) & 0xffff;
+  const fl = iretWord(cpu, sp, 2, size, is64) % TWO32;
   const newCpl = cs & 3;
   const cpl = cpu.cpl;
   if (newCpl < cpl) throw gpFault(cs & 0xfffc, "iret to an inner privilege level");
@@ -255,12 +307,12 @@ export function iret(cpu: Cpu, size: number): void {
   let spLo = 0;
   let spHi = 0;
   if (is64 || newCpl > cpl) {
-    newSp = at(3);
+    newSp = iretWord(cpu, sp, 3, size, is64);
     if (size === 8) {
       spLo = lastLo;
       spHi = cpu.hi64; // the popped RSP goes back bit-exact, canonical or not
     }
-    newSs = at(4) & 0xffff;
+    newSs = iretWord(cpu, sp, 4, size, is64) & 0xffff;
     if (!validSs(cpu.bitness, newSs, newCpl)) {
       throw gpFault(newSs & 0xfffc, `iret with stack selector ${newSs} to CPL ${newCpl}`);
     }

@@ -84,6 +84,26 @@ const TWO32 = 4294967296;
 
 const ARGS_64 = ["rdi", "rsi", "rdx", "rcx", "r8", "r9"];
 const ARGS_32 = ["eax", "edx", "ecx"];
+/** Their register numbers, for reading them without the lookup by name. */
+const ARG_REGS_64 = [7, 6, 2, 1, 8, 9];
+const ARG_REGS_32 = [0, 2, 1];
+
+let lastLo = 0;
+let lastHi = 0;
+let lastWord = 0n;
+
+/**
+ * The unsigned bigint of a register's halves, the last one remembered (bigints are values:
+ * a trap handler is called with the same pt_regs pointer again and again).
+ */
+function word64(lo: number, hi: number): bigint {
+  if (lo !== lastLo || hi !== lastHi) {
+    lastWord = (BigInt(hi >>> 0) << 32n) | BigInt(lo >>> 0);
+    lastLo = lo;
+    lastHi = hi;
+  }
+  return lastWord;
+}
 
 class Call implements NativeCall {
   readonly name: string;
@@ -105,10 +125,19 @@ class Call implements NativeCall {
   arg(i: number): bigint {
     const c = this.cpu;
     if (c.bitness === 64) {
-      if (i < 6) return c.getReg(ARGS_64[i]!);
+      if (i < 6) {
+        // What getReg("rdi") returns, without the lookup by name.
+        const r = ARG_REGS_64[i];
+        if (r === undefined) return c.getReg(ARGS_64[i]!);
+        return word64(c.lo[r]!, c.hi[r]!);
+      }
       return this.machine.memory.read64(c.getReg("rsp") + 8n + 8n * BigInt(i - 6));
     }
-    if (i < 3) return c.getReg(ARGS_32[i]!);
+    if (i < 3) {
+      const r = ARG_REGS_32[i];
+      if (r === undefined) return c.getReg(ARGS_32[i]!);
+      return BigInt(c.lo[r]! >>> 0);
+    }
     return this.machine.memory.read32(
       BigInt.asUintN(32, c.getReg("esp") + 4n + 4n * BigInt(i - 3)),
     );
@@ -157,7 +186,12 @@ const hNative: Handler = (core: CpuCore, s: Slot): void => {
   cpu.traceEvent("native", b.at, -1);
   const r = b.fn(call);
   if (call.stopped) return;
-  if (r !== undefined) cpu.setReg(cpu.bitness === 64 ? "rax" : "eax", BigInt(r));
+  if (r !== undefined) {
+    // What setReg("rax" / "eax") does, without the lookup by name.
+    const v = BigInt.asUintN(64, BigInt(r));
+    cpu.lo[0] = Number(v & 0xffffffffn) | 0;
+    cpu.hi[0] = cpu.bitness === 64 ? Number(v >> 32n) | 0 : 0;
+  }
   // Return as `ret`: pop the return address.
   const sp = cpu.spValue();
   let target: number;
