@@ -231,6 +231,11 @@ export interface WordMemory extends ByteMemory {
   readNum?(address: number, size: 4 | 8): bigint;
   /** Optional fast path: {@link WordMemory.writeWord} at an internal address. */
   writeNum?(address: number, size: 4 | 8, value: bigint): void;
+  /**
+   * Optional fast path: the same as `writeBytes(dst, readBytes(src, length))` (the ranges
+   * may overlap), without the intermediate copy.
+   */
+  moveBytes?(dst: bigint, src: bigint, length: number): void;
 }
 
 const MASK64 = (1n << 64n) - 1n;
