@@ -91,7 +91,8 @@ export function hexBytes(bytes: ArrayLike<number>): string {
 
 /** Formats an address as `0xffffffff81000000`. */
 export function hexAddr(address: bigint | number): string {
-  return "0x" + BigInt(address).toString(16);
+  // A negative value is a signed 64-bit address (the machine's internal form).
+  return "0x" + BigInt.asUintN(64, BigInt(address)).toString(16);
 }
 
 /** An ELF image that cannot be read: not ELF, truncated, or an offset out of range. */

@@ -76,7 +76,14 @@ Deno.test("Memory refuses ranges that leave the address space with a MemoryError
   );
   assert.throws(() => m64.map(0x7ffffffff000n, 2 * PAGE_SIZE, "rw"), MemoryError);
   assert.throws(() => m64.map(0x1000n, 0, "rw"), MemoryError);
-  assert.equal(m64.memory.pages.size, 0);
+  // The top page plus one more would wrap past 2^64 to 0x0: refused, naming the address.
+  assert.throws(
+    () => m64.map(0xfffffffffffff000n, 2 * PAGE_SIZE, "rw"),
+    (e: unknown) =>
+      e instanceof MemoryError && e.message.includes("0xfffffffffffff000 + 8192 leaves"),
+  );
+  m64.map(0xfffffffffffff000n, PAGE_SIZE, "rw"); // the top page alone is fine
+  assert.equal(m64.memory.pages.size, 1);
 });
 
 Deno.test("Machine host reads and writes of unmapped memory throw MemoryError, not a host TypeError", () => {

@@ -28,7 +28,11 @@ export const JMP8_INSN_OPCODE = 0xeb;
 export const JMP8_INSN_SIZE = 2;
 /** Length of `jcc rel32` (`0f 8x rel32`), the one patchable 6-byte form. */
 export const JCC32_INSN_SIZE = 6;
-/** The longest instruction text_poke_bp patches in one site (6 with a Jcc32). */
+/**
+ * The longest instruction text_poke_bp patched in one site as of the 2019 thread (5). The
+ * model's text_poke_bp also accepts a 6-byte Jcc32 ({@link JCC32_INSN_SIZE}), as later
+ * kernels do.
+ */
 export const POKE_MAX_OPCODE_SIZE = 5;
 
 /** The ideal 64-bit NOP5 that ftrace writes over `call __fentry__`: `0f 1f 44 00 00`. */

@@ -158,6 +158,21 @@ function moveFrame(from: PtRegs, to: PtRegs): void {
  * @param func The call target.
  * @param mode The push mode of the entry.
  * @returns The regs to use from now on.
+ * @example Emulate `call 0x2000` for an int3 at 0x1000, on a gapped 64-bit frame
+ * ```ts
+ * import { int3EmulateCall, PtRegs, wordMemory } from "@textpoke/textpoke";
+ *
+ * const bytes = new Uint8Array(0x400);
+ * const mem = wordMemory({
+ *   readBytes: (a, n) => bytes.slice(Number(a), Number(a) + n),
+ *   writeBytes: (a, b) => bytes.set(b, Number(a)),
+ * });
+ * const regs = new PtRegs(mem, 0x100n, 64);
+ * regs.ip = 0x1001n; // int3 is a trap: ip is just after it
+ * regs.sp = 0x380n;
+ * int3EmulateCall(regs, 0x2000n, "direct");
+ * console.log(regs.ip, regs.sp, mem.readWord(regs.sp, 8)); // 8192n 888n 4101n
+ * ```
  */
 export function int3EmulateCall(regs: PtRegs, func: bigint, mode: PushMode): PtRegs {
   const nextIp = regs.ip + CALL_NEXT;

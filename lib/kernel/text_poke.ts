@@ -20,9 +20,10 @@
  * interrupts off, so a CPU still between its int3 and its handler cannot take the sync IPI,
  * and the patcher waits for every CPU to take it.
  *
- * The handler emulates the instruction being written (c3d6324f841b): CALL, JMP32, JMP8,
- * RET, Jcc, NOP2 as `jmp +0`, NOP5 as `jmp.d32 +0`; an INT3 being written is not consumed
- * (it goes on to the next handler). A site may ask to emulate a different instruction than
+ * The handler emulates the instruction being written, as c3d6324f841b (~v5.5) taught it:
+ * CALL, JMP32, JMP8, NOP2 as `jmp +0`, NOP5 as `jmp.d32 +0`; an INT3 being written is not
+ * consumed (it goes on to the next handler). RET and Jcc, which later kernels added
+ * (`int3_emulate_ret`, `int3_emulate_jcc`), are emulated too. A site may ask to emulate a different instruction than
  * it writes (`emulate`), as static_call does for its RET0 form.
  *
  * The patcher is a coroutine: it yields a {@link PokeStep} for every store and every sync,
@@ -288,6 +289,7 @@ export class TextPatcher {
    *
    * @param address Text address.
    * @param bytes What was written.
+   * @param num The same address as the machine's internal number (NaN: use `address`).
    * @throws {PatchError} If it reads back something else.
    */
   verify(address: bigint, bytes: Uint8Array, num = NaN): void {

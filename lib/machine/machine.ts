@@ -118,6 +118,17 @@ export interface GateOptions {
  * - {@link Machine.onPause} runs on `pause` (spin-wait loops).
  * - {@link Machine.onIret} and {@link Machine.onException} see every iret and delivery.
  * - {@link Machine.splitStore} (with `cpu.splitLines`) splits line-straddling stores.
+ *
+ * @example Run a few instructions on one CPU
+ * ```ts
+ * import { assemble, Machine } from "@textpoke/textpoke";
+ *
+ * const m = new Machine({ bitness: 64 });
+ * m.load(0x1000n, assemble("movl $7, %eax\n addl %eax, %eax\n hlt", { bitness: 64 }).bytes, "rx");
+ * m.cpus[0]!.rip = 0x1000n;
+ * const stop = m.run({ maxSteps: 10 });
+ * console.log(stop.kind, m.cpus[0]!.getReg("eax")); // hlt 14n
+ * ```
  */
 export class Machine {
   /** 64 or 32. */

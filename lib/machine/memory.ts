@@ -201,7 +201,11 @@ export class Memory {
     }
     const start = this.toNumber(address);
     const end = start + size;
-    if (this.bitness === 64 ? end > CANON && start < CANON : end > TWO32) {
+    // 64-bit: refuse a range that runs into the non-canonical hole, or past the top of the
+    // address space (0xffff_ffff_ffff_f000 + 0x2000 would wrap to 0x1000).
+    if (
+      this.bitness === 64 ? (end > CANON && start < CANON) || (start < 0 && end > 0) : end > TWO32
+    ) {
       throw new MemoryError(
         `Range ${hexAddr(address)} + ${size} leaves the address space`,
         address,

@@ -483,7 +483,7 @@ class ReplayPolicy implements SchedulePolicy {
       for (let i = 0; i < runnable.length; i++) {
         if (i !== last && runnable[i] && j-- === 0) return i;
       }
-      throw new MachineError("Replayed pick out of range");
+      throw new MachineError(`Replayed pick ${k} is out of range: ${count} CPUs are runnable`);
     }
     return nthRunnable(runnable, k);
   }

@@ -18,8 +18,9 @@
  *   - `gap`: the handler pushes into the gap the entry left (seed 001, Torvalds,
  *     4 May 2019; 64-bit `create_gap`, 32-bit pt_regs move or v5.3 FIXUP_FRAME).
  * - **target** — which call it emulates:
- *   - `fixed-caller`: `ftrace_regs_caller` at fentry sites, `ftrace_ops_list_func` at the
- *     trampolines' call sites (the RFC in seed 001; Stange's two stubs);
+ *   - `fixed-caller`: `ftrace_regs_caller` at fentry sites; at the trampolines' own call
+ *     sites the seed's `ftrace_update_func_call` (a jump over the site while it is 0), or
+ *     `ftrace_ops_list_func` with Stange's stubs (the RFC in seed 001; Stange's two stubs);
  *   - `saved-target`: the one target being written, saved by the writer (Torvalds,
  *     6 May 2019 18:13, seed 002);
  *   - `atomic-offset`: the rel32 read with one locked cycle, the writer storing it with
