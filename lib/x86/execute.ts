@@ -1579,65 +1579,6 @@ function pick(s: Slot): Handler {
 }
 
 /**
- * Handlers after which execution always continues at `ip + len` (or the instruction
- * faults with the ip unchanged), with no effect on instruction fetch other than through
- * stores: what {@link straightLine} answers.
- */
-const STRAIGHT = new Set<Handler>([
-  hMov,
-  hMovRR32,
-  hMovRR64,
-  hMovRM32,
-  hMovRM64,
-  hMovMR32,
-  hMovMR64,
-  hMovRI,
-  hMovzx,
-  hMovsx,
-  hLea,
-  hXchg,
-  hCmpxchg,
-  hXadd,
-  hBswap,
-  hCbw,
-  hCwd,
-  hSetcc,
-  hCmovcc,
-  hAlu,
-  hAluRR,
-  hAluRI,
-  hCmpRR,
-  hCmpRI,
-  hLazyRR,
-  hLazyRI,
-  hLazyRM,
-  hAddRR,
-  hAddRI,
-  hSubRR,
-  hSubRI,
-  hXorRR,
-  hXorRI,
-  hAndRR,
-  hAndRI,
-  hOrRR,
-  hOrRI,
-  hCmpTestRR,
-  hCmpTestRI,
-  hAluRM,
-  hUnary,
-  hShift,
-  hMulWide,
-  hImul2,
-  hDiv,
-  hBit,
-  hPush,
-  hPushR,
-  hPopR,
-  hPop,
-  hNop,
-]);
-
-/**
  * Straight-line handlers that never store to memory and call no CPU hook (they may read
  * memory and fault): what {@link storeFree} answers.
  */
@@ -1677,6 +1618,32 @@ const STORE_FREE = new Set<Handler>([
   hImul2,
   hPopR,
   hNop,
+]);
+
+/**
+ * Handlers after which execution always continues at `ip + len` (or the instruction
+ * faults with the ip unchanged), with no effect on instruction fetch other than through
+ * stores: what {@link straightLine} answers.
+ */
+const STRAIGHT = new Set<Handler>([
+  ...STORE_FREE,
+  // …and the straight-line handlers that store or call a CPU hook:
+  hMov,
+  hMovMR32,
+  hMovMR64,
+  hXchg,
+  hCmpxchg,
+  hXadd,
+  hSetcc,
+  hAlu,
+  hUnary,
+  hShift,
+  hMulWide,
+  hDiv,
+  hBit,
+  hPush,
+  hPushR,
+  hPop,
 ]);
 
 /**
