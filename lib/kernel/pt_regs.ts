@@ -399,45 +399,45 @@ export class PtRegs {
 
   /** `regs->ip`. */
   get ip(): bigint {
-    return this.#read(this.bitness === 64 ? 128 : 48);
+    return this.#read(this.bitness === 64 ? RIP : PT_REGS_32.IP);
   }
   set ip(value: bigint) {
-    this.#write(this.bitness === 64 ? 128 : 48, value);
+    this.#write(this.bitness === 64 ? RIP : PT_REGS_32.IP, value);
   }
   /** `regs->sp` (on a pre-v5.3 32-bit kernel-mode frame: the interrupted stack's top word). */
   get sp(): bigint {
-    return this.#read(this.bitness === 64 ? 152 : 60);
+    return this.#read(this.bitness === 64 ? RSP : PT_REGS_32.SP);
   }
   set sp(value: bigint) {
-    this.#write(this.bitness === 64 ? 152 : 60, value);
+    this.#write(this.bitness === 64 ? RSP : PT_REGS_32.SP, value);
   }
   /** `regs->cs` (the whole word, including any CS_FROM_KERNEL marker). */
   get cs(): bigint {
-    return this.#read(this.bitness === 64 ? 136 : 52);
+    return this.#read(this.bitness === 64 ? CS : PT_REGS_32.CS);
   }
   set cs(value: bigint) {
-    this.#write(this.bitness === 64 ? 136 : 52, value);
+    this.#write(this.bitness === 64 ? CS : PT_REGS_32.CS, value);
   }
   /** `regs->flags`. */
   get flags(): bigint {
-    return this.#read(this.bitness === 64 ? 144 : 56);
+    return this.#read(this.bitness === 64 ? EFLAGS : PT_REGS_32.FLAGS);
   }
   set flags(value: bigint) {
-    this.#write(this.bitness === 64 ? 144 : 56, value);
+    this.#write(this.bitness === 64 ? EFLAGS : PT_REGS_32.FLAGS, value);
   }
   /** `regs->ax`. */
   get ax(): bigint {
-    return this.#read(this.bitness === 64 ? 80 : 24);
+    return this.#read(this.bitness === 64 ? RAX : PT_REGS_32.AX);
   }
   set ax(value: bigint) {
-    this.#write(this.bitness === 64 ? 80 : 24, value);
+    this.#write(this.bitness === 64 ? RAX : PT_REGS_32.AX, value);
   }
   /** `regs->orig_ax`. */
   get origAx(): bigint {
-    return this.#read(this.bitness === 64 ? 120 : 44);
+    return this.#read(this.bitness === 64 ? ORIG_RAX : PT_REGS_32.ORIG_AX);
   }
   set origAx(value: bigint) {
-    this.#write(this.bitness === 64 ? 120 : 44, value);
+    this.#write(this.bitness === 64 ? ORIG_RAX : PT_REGS_32.ORIG_AX, value);
   }
 
   /**
