@@ -567,21 +567,6 @@ function hAluRI(c: CpuCore, s: Slot): void {
   c.ip = nip(c, s);
 }
 
-function hCmpRR(c: CpuCore, s: Slot): void {
-  const r0 = s.reg0;
-  const r1 = s.reg1;
-  aluBinary(s.op, s.opSize, c.lo[r0]!, c.hi[r0]!, c.lo[r1]!, c.hi[r1]!, c.flags);
-  c.flags = aluOut[2]!;
-  c.ip = nip(c, s);
-}
-
-function hCmpRI(c: CpuCore, s: Slot): void {
-  const r0 = s.reg0;
-  aluBinary(s.op, s.opSize, c.lo[r0]!, c.hi[r0]!, s.imm, s.immHi, c.flags);
-  c.flags = aluOut[2]!;
-  c.ip = nip(c, s);
-}
-
 /**
  * Result of ADD, SUB, AND, OR or XOR at 4 or 8 bytes (returns lo, H = hi; 0 for size 4).
  * Only the value: the flags of these lazily-flagged forms come from `aluBinary` when read.
@@ -614,41 +599,6 @@ function lazyResult(op: number, size: number, a: number, ah: number, b: number, 
   return lo;
 }
 
-/** ADD/SUB/AND/OR/XOR/CMP/TEST reg, reg at 4 or 8 bytes, flags lazy. */
-function hLazyRR(c: CpuCore, s: Slot): void {
-  const r0 = s.reg0;
-  const r1 = s.reg1;
-  const op = s.op;
-  const size = s.opSize;
-  const a = c.lo[r0]!;
-  const ah = c.hi[r0]!;
-  const b = c.lo[r1]!;
-  const bh = c.hi[r1]!;
-  if (op !== Op.CMP && op !== Op.TEST) {
-    c.lo[r0] = lazyResult(op, size, a, ah, b, bh);
-    c.hi[r0] = H;
-  }
-  c.lazyFlags(op, size, a, ah, b, bh);
-  c.ip = nip(c, s);
-}
-
-/** ADD/SUB/AND/OR/XOR/CMP/TEST reg, imm at 4 or 8 bytes, flags lazy. */
-function hLazyRI(c: CpuCore, s: Slot): void {
-  const r0 = s.reg0;
-  const op = s.op;
-  const size = s.opSize;
-  const a = c.lo[r0]!;
-  const ah = c.hi[r0]!;
-  const b = s.imm;
-  const bh = s.immHi;
-  if (op !== Op.CMP && op !== Op.TEST) {
-    c.lo[r0] = lazyResult(op, size, a, ah, b, bh);
-    c.hi[r0] = H;
-  }
-  c.lazyFlags(op, size, a, ah, b, bh);
-  c.ip = nip(c, s);
-}
-
 /** ADD/SUB/AND/OR/XOR/CMP/TEST reg, mem at 4 or 8 bytes, flags lazy. */
 function hLazyRM(c: CpuCore, s: Slot): void {
   const r0 = s.reg0;
@@ -667,7 +617,7 @@ function hLazyRM(c: CpuCore, s: Slot): void {
 }
 
 // Per-operation lazy forms (one handler per op, so no branch on the op at run time).
-// Same results as hLazyRR / hLazyRI: a 4-byte destination gets hi = 0.
+// A 4-byte destination gets hi = 0.
 
 function hAddRR(c: CpuCore, s: Slot): void {
   const r0 = s.reg0;
@@ -1444,24 +1394,41 @@ export function bindHandler(s: Slot): Slot {
   return s;
 }
 
-/** Per-op lazy handlers by `op - Op.ADD` (ADC, SBB: never picked; CMP, TEST: undefined). */
-const LAZY_RR: (Handler | undefined)[] = [hAddRR, hOrRR, hLazyRR, hLazyRR, hAndRR, hSubRR, hXorRR];
-const LAZY_RI: (Handler | undefined)[] = [hAddRI, hOrRI, hLazyRI, hLazyRI, hAndRI, hSubRI, hXorRI];
+/** Per-op lazy handlers by `op - Op.ADD` (ADC, SBB: eager; CMP, TEST: undefined). */
+const LAZY_RR: (Handler | undefined)[] = [
+  hAddRR,
+  hOrRR,
+  undefined,
+  undefined,
+  hAndRR,
+  hSubRR,
+  hXorRR,
+];
+const LAZY_RI: (Handler | undefined)[] = [
+  hAddRI,
+  hOrRI,
+  undefined,
+  undefined,
+  hAndRI,
+  hSubRI,
+  hXorRI,
+];
 
 function pick(s: Slot): Handler {
   const op = s.op;
   const wide = s.opSize === 4 || s.opSize === 8;
   if (isAlu(op)) {
-    if (wide && s.kind0 === REG && op !== Op.ADC && op !== Op.SBB) {
-      if (s.kind1 === REG) return LAZY_RR[op - Op.ADD] ?? hCmpTestRR;
-      if (s.kind1 === IMM) return LAZY_RI[op - Op.ADD] ?? hCmpTestRI;
-      if (s.kind1 === MEM) return hLazyRM;
-    }
     if (wide && s.kind0 === REG) {
-      const cmp = op === Op.CMP || op === Op.TEST;
-      if (s.kind1 === REG) return cmp ? hCmpRR : hAluRR;
-      if (s.kind1 === IMM) return cmp ? hCmpRI : hAluRI;
-      if (s.kind1 === MEM) return hAluRM;
+      if (op === Op.ADC || op === Op.SBB) {
+        // They read CF, so the flags before them must be real: computed eagerly.
+        if (s.kind1 === REG) return hAluRR;
+        if (s.kind1 === IMM) return hAluRI;
+        if (s.kind1 === MEM) return hAluRM;
+      } else {
+        if (s.kind1 === REG) return LAZY_RR[op - Op.ADD] ?? hCmpTestRR;
+        if (s.kind1 === IMM) return LAZY_RI[op - Op.ADD] ?? hCmpTestRI;
+        if (s.kind1 === MEM) return hLazyRM;
+      }
     }
     return hAlu;
   }
@@ -1597,10 +1564,6 @@ const STORE_FREE = new Set<Handler>([
   hCmovcc,
   hAluRR,
   hAluRI,
-  hCmpRR,
-  hCmpRI,
-  hLazyRR,
-  hLazyRI,
   hLazyRM,
   hAddRR,
   hAddRI,
@@ -1721,8 +1684,6 @@ const HOT_HANDLERS: Handler[] = [
   hNop,
   hPushR,
   hPopR,
-  hLazyRR,
-  hLazyRI,
 ];
 const HOT = new Map<Handler, number>(HOT_HANDLERS.map((h, i) => [h, i + 1]));
 
@@ -1822,12 +1783,6 @@ export function execute(c: ExecCore, s: Slot): void {
       return;
     case 27:
       hPopR(c, s);
-      return;
-    case 28:
-      hLazyRR(c, s);
-      return;
-    case 29:
-      hLazyRI(c, s);
       return;
     default:
       s.fn(c, s);
