@@ -1,6 +1,11 @@
 // The instruction corpus shared by the GNU as oracle test and the round-trip test:
 // every mnemonic x operand form x size x register/memory variant the assembler supports.
 
+import { Cond } from "../lib/x86/insn.ts";
+
+/** The 16 condition suffixes in encoding order ("o", "no", "b", …). */
+const CONDS = Object.keys(Cond).map((k) => k.toLowerCase());
+
 /** Builds the corpus of one-line statements for a mode. */
 export function corpus(bits: 32 | 64): string[] {
   const out: string[] = [];
@@ -128,22 +133,7 @@ export function corpus(bits: 32 | 64): string[] {
         }
         for (
           const cc of [
-            "o",
-            "no",
-            "b",
-            "ae",
-            "e",
-            "ne",
-            "be",
-            "a",
-            "s",
-            "ns",
-            "p",
-            "np",
-            "l",
-            "ge",
-            "le",
-            "g",
+            ...CONDS,
             "z",
             "nz",
             "c",
@@ -160,22 +150,7 @@ export function corpus(bits: 32 | 64): string[] {
   }
   for (
     const cc of [
-      "o",
-      "no",
-      "b",
-      "ae",
-      "e",
-      "ne",
-      "be",
-      "a",
-      "s",
-      "ns",
-      "p",
-      "np",
-      "l",
-      "ge",
-      "le",
-      "g",
+      ...CONDS,
       "z",
       "c",
       "nae",

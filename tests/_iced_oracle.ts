@@ -7,7 +7,7 @@
 
 import { Code, Decoder, Instruction, MemorySize, Mnemonic, OpKind as IK, Register } from "iced-x86";
 import { decodeInto } from "../lib/x86/decode.ts";
-import { Insn, Op, OpKind, Reg } from "../lib/x86/insn.ts";
+import { Cond, Insn, Op, OpKind, Reg } from "../lib/x86/insn.ts";
 
 const OP_NAME: Record<number, string> = {};
 for (const [k, v] of Object.entries(Op)) OP_NAME[v] = k;
@@ -16,24 +16,8 @@ export function opName(op: number): string {
   return OP_NAME[op] ?? String(op);
 }
 
-const COND = [
-  "o",
-  "no",
-  "b",
-  "ae",
-  "e",
-  "ne",
-  "be",
-  "a",
-  "s",
-  "ns",
-  "p",
-  "np",
-  "l",
-  "ge",
-  "le",
-  "g",
-];
+/** Condition suffixes in encoding order ("o", "no", "b", …), from the library's table. */
+const COND = Object.keys(Cond).map((k) => k.toLowerCase());
 const M = Mnemonic as unknown as Record<string, number>;
 const SIMPLE = new Map<number, number>();
 const CC = new Map<number, number>();
