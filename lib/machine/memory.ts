@@ -275,8 +275,22 @@ export class Memory {
       this.refs[f] = 1;
       this.pages.set(p, f * 16 + bits);
     }
+    this.mappingChanged();
+  }
+
+  /** Every page table change: bumps {@link Memory.mappingGeneration} and tells the machine. */
+  private mappingChanged(): void {
     this.mappingGeneration++;
     this.onMappingChange();
+  }
+
+  /** Throws a MemoryError naming the first page of `first..last` that is not mapped. */
+  private requireMapped(first: number, last: number, address: bigint): void {
+    for (let p = first; p <= last; p++) {
+      if (!this.pages.has(p)) {
+        throw new MemoryError(`Page ${hexAddr(this.pageAddr(p))} is not mapped`, address);
+      }
+    }
   }
 
   /** The unsigned address of virtual page `p`. */
@@ -334,8 +348,7 @@ export class Memory {
       this.refs[f]!++;
       this.pages.set(dFirst + i, f * 16 + bits);
     }
-    this.mappingGeneration++;
-    this.onMappingChange();
+    this.mappingChanged();
   }
 
   /**
@@ -350,17 +363,12 @@ export class Memory {
   protect(address: bigint, size: number, perms: PagePerms, options: MapOptions = {}): void {
     const bits = permBits(perms, options.user ?? true);
     const [first, last] = this.pageRange(address, size);
-    for (let p = first; p <= last; p++) {
-      if (!this.pages.has(p)) {
-        throw new MemoryError(`Page ${hexAddr(this.pageAddr(p))} is not mapped`, address);
-      }
-    }
+    this.requireMapped(first, last, address);
     for (let p = first; p <= last; p++) {
       const f = Math.floor(this.pages.get(p)! / 16);
       this.pages.set(p, f * 16 + bits);
     }
-    this.mappingGeneration++;
-    this.onMappingChange();
+    this.mappingChanged();
   }
 
   /**
@@ -372,11 +380,7 @@ export class Memory {
    */
   unmap(address: bigint, size: number): void {
     const [first, last] = this.pageRange(address, size);
-    for (let p = first; p <= last; p++) {
-      if (!this.pages.has(p)) {
-        throw new MemoryError(`Page ${hexAddr(this.pageAddr(p))} is not mapped`, address);
-      }
-    }
+    this.requireMapped(first, last, address);
     for (let p = first; p <= last; p++) {
       const f = Math.floor(this.pages.get(p)! / 16);
       this.pages.delete(p);
@@ -389,8 +393,7 @@ export class Memory {
         this.used--;
       }
     }
-    this.mappingGeneration++;
-    this.onMappingChange();
+    this.mappingChanged();
   }
 
   /**
