@@ -89,6 +89,7 @@ import {
   recrashLast,
   type TransitionWindow,
 } from "./classify.ts";
+import { CANARIES_32, CANARIES_64 } from "./_canaries.ts";
 
 /** The scenario ids. */
 export type ScenarioId = "ftrace-transition" | "livepatch-transition" | "static-call-update";
@@ -201,20 +202,6 @@ export const DEFAULT_TRANSITIONS: Readonly<Record<ScenarioId, number>> = {
 /** Where the patched functions start in their 64-byte lines. */
 export const LINE_OFFSETS: readonly number[] = [60, 61, 62, 60, 61, 62, 63, 8];
 
-const CANARIES_64: [string, bigint][] = [
-  ["rbx", 0xb0b0b0b0b0b0b0bn],
-  ["rbp", 0xbeefbeefbeefbeefn],
-  ["r12", 0x1212121212121212n],
-  ["r13", 0x1313131313131313n],
-  ["r14", 0x1414141414141414n],
-  ["r15", 0x1515151515151515n],
-];
-const CANARIES_32: [string, bigint][] = [
-  ["ebx", 0xb0b0b0b0n],
-  ["ebp", 0xbeefbeefn],
-  ["esi", 0x51515151n],
-  ["edi", 0xd1d1d1d1n],
-];
 const ARG_BASE = 0x7e570000n;
 
 /**
@@ -387,7 +374,7 @@ class Run {
   readonly windows: Map<bigint, TransitionWindow[]> = new Map();
   readonly initial: Map<bigint, bigint | null> = new Map();
   readonly timelines: ExecutionEvent[][] | null;
-  readonly canaries: [string, bigint][];
+  readonly canaries: readonly (readonly [string, bigint])[];
   workerEntry = 0n;
   scenario!: Scenario;
   #batchOpen: TransitionWindow[] = [];

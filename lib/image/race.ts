@@ -34,6 +34,7 @@ import {
 import type { KernelImage } from "./image.ts";
 import { bootRealKernel, ftraceBoot } from "./real_kernel.ts";
 import type { TextWalk } from "./walk.ts";
+import { CANARIES_64 } from "../experiments/_canaries.ts";
 
 /** Options of {@link realKernelRace}. */
 export interface RealRaceOptions {
@@ -105,14 +106,6 @@ export interface RealRaceRecord extends ExecutionCounts {
   timelines?: RealRaceEvent[][];
 }
 
-const CANARIES: [string, bigint][] = [
-  ["rbx", 0xb0b0b0b0b0b0b0bn],
-  ["rbp", 0xbeefbeefbeefbeefn],
-  ["r12", 0x1212121212121212n],
-  ["r13", 0x1313131313131313n],
-  ["r14", 0x1414141414141414n],
-  ["r15", 0x1515151515151515n],
-];
 const HANG_STEPS = 40_000;
 
 interface Open {
@@ -197,7 +190,7 @@ export function realKernelRace(
   const now = () => smp.steps;
 
   // Workers: canaries in the callee-saved registers, then mark + call, site after site.
-  const canarySrc = CANARIES.map(([r, v]) => `\tmovabs $${hexAddr(v)}, %${r}\n`).join("");
+  const canarySrc = CANARIES_64.map(([r, v]) => `\tmovabs $${hexAddr(v)}, %${r}\n`).join("");
   k.bindNative("__race_mark", (call) => mark(call));
   const calls = sites.map((s, i) => `\tmov $${i}, %edi\n\tcall __race_mark\n\tcall ${hexAddr(s)}\n`)
     .join("");
@@ -281,7 +274,7 @@ export function realKernelRace(
     const want = k.taskStackTop(cpu) - 8n;
     const sp = c.getReg("rsp");
     let bad = sp !== want ? `stack pointer ${hexAddr(sp)} instead of ${hexAddr(want)}` : "";
-    for (const [r, v] of CANARIES) {
+    for (const [r, v] of CANARIES_64) {
       if (c.getReg(r) !== v) bad ||= `callee-saved ${r} clobbered`;
     }
     if (c.ss !== k.sel.kernelDs) bad ||= `ss is 0x${c.ss.toString(16)} after an iret`;
