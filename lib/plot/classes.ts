@@ -6,17 +6,15 @@
  * @module
  */
 
-/** What one execution of a patched site did (as the experiments classify it). */
-export type OutcomeClass = "old" | "new" | "skipped" | "other" | "crashed";
+import { EXECUTION_CLASSES, type ExecutionClass } from "../experiments/classify.ts";
 
-/** Every class, in the order bars stack and legends list them. */
-export const OUTCOME_CLASSES: readonly OutcomeClass[] = [
-  "old",
-  "new",
-  "skipped",
-  "other",
-  "crashed",
-];
+export type { ExecutionClass };
+
+/** What one execution of a patched site did (the experiments' {@link ExecutionClass}). */
+export type OutcomeClass = ExecutionClass;
+
+/** Every class, in the order bars stack and legends list them (the experiments' order). */
+export const OUTCOME_CLASSES: readonly OutcomeClass[] = EXECUTION_CLASSES;
 
 /** The colour of each class (shared by timelines and bars). */
 export const CLASS_COLORS: Readonly<Record<OutcomeClass, string>> = {
