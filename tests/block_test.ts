@@ -247,8 +247,8 @@ Deno.test("Cpu.blockAt() shows blocks ending before a native address and at a pa
   });
   assert.equal(m.run({ maxSteps: 100_000 }).kind, "hlt");
   const cpu = m.cpus[0]!;
-  assert.deepEqual(cpu.blockAt(CODE), { length: 3, compiled: true });
-  assert.deepEqual(cpu.blockAt(labels.get("after")!), { length: 3, compiled: true });
+  assert.deepEqual(cpu.blockAt(CODE), { length: 3, compiled: true, loops: false });
+  assert.deepEqual(cpu.blockAt(labels.get("after")!), { length: 3, compiled: true, loops: false });
   assert.equal(cpu.blockAt(labels.get("nat")!), null);
 });
 
@@ -276,9 +276,9 @@ loop:
   assert.equal(fast.labels.get("loop")!, CODE + 4088n);
   agree(fast, slow, 910, "warm-up"); // 130 iterations
   const cpu = fast.m.cpus[0]!;
-  assert.deepEqual(cpu.blockAt(CODE + 4088n), { length: 2, compiled: true }); // add, nop
+  assert.deepEqual(cpu.blockAt(CODE + 4088n), { length: 2, compiled: true, loops: false }); // add, nop
   assert.equal(cpu.blockAt(CODE + 4093n), null); // the straddling add is never cached
-  assert.deepEqual(cpu.blockAt(CODE + 0x1003n), { length: 4, compiled: true }); // add .. jnz
+  assert.deepEqual(cpu.blockAt(CODE + 0x1003n), { length: 4, compiled: true, loops: false }); // add .. jnz, to `loop`
   // Replace the second page with a copy that adds 5 to rdi instead of 4.
   for (const r of [fast, slow]) {
     const bytes = r.m.readBytes(CODE + 0x1000n, 0x1000);

@@ -16,10 +16,17 @@
  * code), changed the fetch translation or raised any other attention condition; see
  * `Cpu.runSteps`.
  *
+ * A block that ends with a relative jump or conditional jump back to its own first
+ * instruction (a loop body; {@link Block.loops}) runs, once compiled, iteration after
+ * iteration inside its function, as long as the branch is taken, nothing raised attention
+ * and the step budget holds another whole iteration: exactly the block the step loop
+ * would fetch and run next, without the trip through it.
+ *
  * @module
  */
 
 import type { Slot } from "../x86/execute.ts";
+import { Op } from "../x86/insn.ts";
 
 /** The longest block, in instructions (bounds the work of a rebuild). */
 export const MAX_BLOCK = 64;
@@ -53,6 +60,11 @@ export class Block {
    * not cached yet (-1 otherwise): once it is cached, the block is rebuilt longer.
    */
   readonly openAt: number;
+  /**
+   * The last slot is a `jmp`/`jcc` with a relative target at the block's first slot (a
+   * loop body): the compiled form runs further iterations itself (see {@link BlockFn}).
+   */
+  readonly loops: boolean;
   /** Executions so far (a block is compiled when it gets hot). */
   runs = 0;
   /** The compiled form ({@link compileBlock}), once the block is hot. */
@@ -63,12 +75,14 @@ export class Block {
    * @param slots The slots.
    * @param page Their frame.
    * @param openAt Offset of the uncached slot that ended the block, or -1.
+   * @param loops Whether the last slot branches back to the first ({@link Block.loops}).
    */
-  constructor(slots: Slot[], page: CodePage, openAt: number) {
+  constructor(slots: Slot[], page: CodePage, openAt: number, loops = false) {
     this.slots = slots;
     this.page = page;
     this.epoch = page.epoch;
     this.openAt = openAt;
+    this.loops = loops;
   }
 }
 
@@ -101,7 +115,11 @@ export function buildBlock(
     out.push(next);
     s = next;
   }
-  const b = new Block(out, page, openAt);
+  // A loop body: the last slot jumps (relative to the ip after it, on this page) to the
+  // first. Pages are aligned, so offsets within the frame are offsets within the virtual
+  // page; the compiled block still compares the ip itself before running again.
+  const loops = (s.op === Op.JCC || s.op === Op.JMP) && off + s.len + s.imm === offset;
+  const b = new Block(out, page, openAt, loops);
   first.block = b;
   return b;
 }
@@ -109,17 +127,24 @@ export function buildBlock(
 /**
  * A compiled block: runs all the slots of `slots` (its own slots) on CPU `c` and returns
  * how many ran; it stops early after a slot that can store or call a hook and left
- * `c.attn` non-zero. When a slot throws, it stores the slot's index in `c.blockFault` and
- * rethrows.
+ * `c.attn` non-zero. A looping block ({@link Block.loops}) then runs its slots again
+ * while its last slot left `c.ip` at the block's first instruction, `c.attn` is zero and
+ * `budget` (at least the block's length on entry) holds another whole iteration; the
+ * count covers every iteration. When a slot throws, it stores the number of instructions
+ * that completed before it (earlier iterations included) in `c.blockFault` and rethrows.
  */
-export type BlockFn = (c: unknown, slots: Slot[]) => number;
+export type BlockFn = (c: unknown, slots: Slot[], budget: number) => number;
 
 /**
  * Compiles a block to one function that calls each slot's bound handler directly (the
  * calls are monomorphic, so the JIT inlines the handlers), with the same stops as the
  * interpreted loop: after each slot that is not store-free, a non-zero `attn` returns
  * (a store-free slot cannot change it). The caller runs it only with a budget of at least
- * the block's length.
+ * the block's length. A looping block's function wraps the slots in a loop that goes round
+ * again only where the step loop would run this same block next with the same budget
+ * check: the branch went back to the first instruction, no attention is pending (so no
+ * slot was invalidated — removals raise it — and the fetch translation stands) and a
+ * whole iteration fits the budget.
  *
  * Where the host forbids generating code (a browser page whose Content-Security-Policy
  * lacks 'unsafe-eval'), the first attempt fails, compilation is switched off for good and
@@ -128,23 +153,42 @@ export type BlockFn = (c: unknown, slots: Slot[]) => number;
  * @param isStoreFree Whether a slot only reads (the executor's `storeFree`).
  * @returns The compiled function, or null where code generation is not allowed.
  */
-export function compileBlock(slots: Slot[], isStoreFree: (s: Slot) => boolean): BlockFn | null {
+export function compileBlock(
+  slots: Slot[],
+  isStoreFree: (s: Slot) => boolean,
+  loops = false,
+): BlockFn | null {
   if (!codegenAllowed) return null;
   const names: string[] = [];
-  let body = "let k = 0;\ntry {\n";
-  for (let i = 0; i < slots.length; i++) {
+  const n = slots.length;
+  // `done`: instructions of earlier iterations (looping blocks only).
+  const plus = loops ? "done + " : "";
+  let body = loops
+    ? "let k = 0;\nlet done = 0;\nconst ip0 = c.ip;\ntry {\nfor (;;) {\n"
+    : "let k = 0;\ntry {\n";
+  for (let i = 0; i < n; i++) {
     names.push(`h${i}`);
     body += `  h${i}(c, S[${i}]);\n`;
-    if (i === slots.length - 1) body += `  return ${i + 1};\n`;
-    else {
+    if (i === n - 1) {
+      if (!loops) body += `  return ${n};\n`;
+      else {
+        body += `  done += ${n};\n`;
+        body += `  if (c.ip !== ip0 || c.attn !== 0 || budget - done < ${n}) return done;\n`;
+        body += "  k = 0;\n";
+      }
+    } else {
       body += `  k = ${i + 1};\n`;
-      if (!isStoreFree(slots[i]!)) body += `  if (c.attn !== 0) return ${i + 1};\n`;
+      if (!isStoreFree(slots[i]!)) body += `  if (c.attn !== 0) return ${plus}${i + 1};\n`;
     }
   }
-  body += "} catch (e) {\n  c.blockFault = k;\n  throw e;\n}";
+  if (loops) body += "}\n";
+  body += `} catch (e) {\n  c.blockFault = ${plus}k;\n  throw e;\n}`;
   let make: (...fns: unknown[]) => BlockFn;
   try {
-    make = new Function(...names, `"use strict";\nreturn function block(c, S) {\n${body}\n};`) as (
+    make = new Function(
+      ...names,
+      `"use strict";\nreturn function block(c, S, budget) {\n${body}\n};`,
+    ) as (
       ...fns: unknown[]
     ) => BlockFn;
   } catch {

@@ -682,11 +682,13 @@ export class Cpu implements CpuCore {
 
   /**
    * The block cached for the instruction at `address` (diagnostics: see block.ts), if it
-   * is current: its length in instructions and whether it runs compiled.
+   * is current: its length in instructions, whether it runs compiled and whether it is a
+   * loop body (its last instruction branches back to its first; compiled, such a block
+   * runs its iterations itself).
    * @param address Instruction address.
    * @returns The block's shape, or null when none is cached or it is stale.
    */
-  blockAt(address: bigint): { length: number; compiled: boolean } | null {
+  blockAt(address: bigint): { length: number; compiled: boolean; loops: boolean } | null {
     const mem = this.machine.memory;
     const a = mem.toNumber(address);
     const e = mem.entry(a);
@@ -694,7 +696,7 @@ export class Cpu implements CpuCore {
     const page = this.codePages.get(Math.floor(e / 16));
     const b = page?.slots[((a % PAGE) + PAGE) % PAGE]?.block as Block | null | undefined;
     if (b === null || b === undefined || b.page !== page || b.epoch !== page.epoch) return null;
-    return { length: b.slots.length, compiled: b.fn !== null };
+    return { length: b.slots.length, compiled: b.fn !== null, loops: b.loops };
   }
 
   /** Drops every predecoded instruction of this CPU. */
@@ -1364,7 +1366,8 @@ export class Cpu implements CpuCore {
    * Executes the slots of a block in order, at most `budget` of them, stopping after an
    * instruction that raised an attention condition (or removed predecoded code) and at a
    * fault, which is delivered as the one-step loop would (ip back at the faulting
-   * instruction, the fault counted as its step).
+   * instruction, the fault counted as its step). A compiled looping block may run several
+   * iterations, each one exactly what this loop would do next (see block.ts).
    * @returns Steps taken.
    */
   private runBlock(b: Block, budget: number): number {
@@ -1375,18 +1378,21 @@ export class Cpu implements CpuCore {
     const fn = b.fn;
     if (fn !== null && end === slots.length) {
       try {
-        return fn(this, slots);
+        return fn(this, slots, budget);
       } catch (e) {
         if (!(e instanceof X86Fault)) throw e;
-        // The faulting slot's address: the block's slots are consecutive.
+        // Instructions retired before the faulting one (earlier iterations of a looping
+        // block included); every iteration starts at the block's first instruction and
+        // its slots are consecutive, which gives the faulting slot's address.
         k = this.blockFault;
-        for (let i = 0; i < k; i++) at += slots[i]!.len;
+        const last = k % slots.length;
+        for (let i = 0; i < last; i++) at += slots[i]!.len;
         this.ip = at;
         this.exception(e);
         return k + 1;
       }
     }
-    if (++b.runs === BLOCK_HOT && slots.length > 1) b.fn = compileBlock(slots, storeFree);
+    if (++b.runs === BLOCK_HOT && slots.length > 1) b.fn = compileBlock(slots, storeFree, b.loops);
     try {
       while (k < end) {
         at = this.ip;
