@@ -405,6 +405,9 @@ function formatter(): Formatter {
     fm.ripRelativeAddresses = true;
     fm.showUselessPrefixes = true;
     fm.uppercaseHex = false;
+    // iced-x86's "small numbers in decimal" looks at the low 32 bits only: it prints
+    // movabs $0x8000000000000000 as "$0". lib/x86/disassemble.ts turns it off too.
+    fm.smallHexNumbersInDecimal = false;
     f = { formatter: fm };
     decoders.set(0, f);
   }
