@@ -85,7 +85,6 @@ export {
   MAX_INSN_SIZE,
   NMI_VECTOR,
   Smp,
-  splitPoint,
   StepStatus,
 } from "./lib/machine/smp.ts";
 export type {

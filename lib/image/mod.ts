@@ -14,7 +14,6 @@
  */
 export * from "./image.ts";
 export * from "./bzimage.ts";
-export * from "./lz4.ts";
 export * from "./system_map.ts";
 export * from "./walk.ts";
 export * from "./real_kernel.ts";

@@ -22,6 +22,24 @@ export * from "./emulate.ts";
 export * from "./entry.ts";
 export * from "./int3.ts";
 export * from "./kernel.ts";
-export * from "./pt_regs.ts";
+// The pt_regs layouts; the single offsets (R15 … SS) stay in pt_regs.ts: PT_REGS_64 has them.
+export {
+  type ByteMemory,
+  PT_REGS_32,
+  PT_REGS_64,
+  PT_REGS_FIELDS_32,
+  PT_REGS_FIELDS_64,
+  PtRegs,
+  type PtRegsField,
+  type PtRegsField32,
+  type PtRegsField64,
+  type PtRegsSnapshot,
+  ptRegsSymbols,
+  SAVED_KERNEL_REGS_SIZE_32,
+  SIZEOF_PTREGS_32,
+  SIZEOF_PTREGS_64,
+  type WordMemory,
+  wordMemory,
+} from "./pt_regs.ts";
 export * from "./selftest.ts";
 export * from "./text_poke.ts";

@@ -6,4 +6,5 @@
  */
 export * from "./handler.ts";
 export * from "./proposals.ts";
-export * from "./push.ts";
+// push.ts's per-CPU slot offsets (PCPU_*) are the stubs' internals.
+export { fixupEntrySource, linkEntrySource, stubSource } from "./push.ts";
