@@ -292,14 +292,14 @@ export type PtRegsSnapshot = { [field: string]: bigint };
  *
  * @example Read the trap ip of a frame
  * ```ts
- * import { PtRegs, RIP, wordMemory } from "@textpoke/textpoke";
+ * import { PT_REGS_64, PtRegs, wordMemory } from "@textpoke/textpoke";
  *
  * const bytes = new Uint8Array(256);
  * const mem = wordMemory({
  *   readBytes: (a, n) => bytes.slice(Number(a), Number(a) + n),
  *   writeBytes: (a, b) => bytes.set(b, Number(a)),
  * });
- * mem.writeWord(16n + BigInt(RIP), 8, 0x1001n);
+ * mem.writeWord(16n + BigInt(PT_REGS_64.RIP), 8, 0x1001n);
  * const regs = new PtRegs(mem, 16n, 64);
  * console.log(regs.ip - 1n); // 4096n: the int3 itself
  * ```
