@@ -132,12 +132,13 @@ for (const bitness of [64, 32] as const) {
     const stats = s.k.patcher.stats;
     const a = new FtraceOps("a", () => {});
     s.drive(s.ft.registerFtraceFunction(a, run));
-    // The callers' calls to the list function, the five sites, the callers' calls to a.
-    assert.deepEqual([stats.batches, stats.sites], [3, 9]);
+    // The callers' calls to the list function (one batch per caller, as
+    // ftrace_update_ftrace_func does), the five sites in one batch, the callers' calls to a.
+    assert.deepEqual([stats.batches, stats.sites], [5, 9]);
     const b = new FtraceOps("b", () => {});
     s.drive(s.ft.registerFtraceFunction(b, run));
-    // The callers' calls to the list function, then the five sites; no third batch.
-    assert.deepEqual([stats.batches, stats.sites], [5, 16]);
+    // The callers' calls to the list function, then the five sites; nothing more.
+    assert.deepEqual([stats.batches, stats.sites], [8, 16]);
   });
 
   Deno.test(`ftraceUpdateFtraceFunc() rewrites the call inside both caller trampolines (${arch})`, () => {
@@ -188,13 +189,16 @@ for (const bitness of [64, 32] as const) {
       const s0 = sites[0]!;
       const to = name(rel32Target(s0.address, s0.new, bitness));
       if (s0.role === "caller-call") {
-        // ftrace_update_func_call names the call being written before the batch starts.
+        // ftrace_update_func_call names the call being written before the batch starts;
+        // each caller's call is a batch of its own.
         assert.equal(ft.updateFuncCall, rel32Target(s0.address, s0.new, bitness));
-        assert.deepEqual(
-          sites.map((x) => x.address),
-          [ft.caller.callSite, ft.regsCaller.callSite].sort((x, y) => x < y ? -1 : 1),
-        );
-        log.push(`call:${name(ft.callTarget(s0.address))}->${to}`);
+        assert.equal(sites.length, 1);
+        const which = s0.address === ft.caller.callSite
+          ? "call"
+          : s0.address === ft.regsCaller.callSite
+          ? "regs_call"
+          : hexAddr(s0.address);
+        log.push(`${which}:${name(ft.callTarget(s0.address))}->${to}`);
       } else {
         log.push(`sites:${sites.length}->${to}`);
       }
@@ -207,22 +211,30 @@ for (const bitness of [64, 32] as const) {
     s.drive(ft.unregisterFtraceFunction(b, run));
     s.drive(ft.unregisterFtraceFunction(a, run));
     assert.deepEqual(log, [
-      // A attaches: list function, sites to A's trampoline, then A's callback.
+      // A attaches: list function (ftrace_call, then ftrace_regs_call), sites to A's
+      // trampoline, then A's callback.
       "call:stub->list",
+      "regs_call:stub->list",
       "sites:3->tramp_a",
       "call:list->a",
+      "regs_call:list->a",
       // B attaches: list function first, then the sites; the list function stays.
       "call:a->list",
+      "regs_call:a->list",
       "sites:3->regs_caller",
       // B detaches: the list function is rewritten over itself while the sites still call
       // ftrace_regs_caller (v5.1 writes the breakpoint all the same), then A's callback.
       "call:list->list",
+      "regs_call:list->list",
       "sites:3->tramp_a",
       "call:list->a",
+      "regs_call:list->a",
       // A detaches.
       "call:a->list",
+      "regs_call:a->list",
       "sites:3->nop",
       "call:list->stub",
+      "regs_call:list->stub",
     ]);
     // As in the seed, nothing clears ftrace_update_func_call after a rewrite.
     assert.equal(ft.updateFuncCall, ft.stub);

@@ -404,9 +404,11 @@ export class Ftrace {
 
   /**
    * `ftrace_update_ftrace_func`: rewrite the call inside both caller trampolines to
-   * `func` (one text_poke_bp batch of the two `call` sites), saving it as
-   * `ftrace_update_func_call` first, as the seed does. The batch runs even when the
-   * call already names `func`, as in v5.1 (the breakpoint is written all the same).
+   * `func`, saving it as `ftrace_update_func_call` first, as the seed does. As in v5.1,
+   * the two `call` sites are rewritten one after the other, each by its own breakpoint
+   * sequence (`update_ftrace_func`): `ftrace_call` first, then `ftrace_regs_call`, so
+   * between the two the callers disagree. Each runs even when the call already names
+   * `func` (the breakpoint is written all the same).
    *
    * @param func The new target (`ftrace_ops_list_func`, `ftrace_stub`, a callback).
    * @param run Performs the batch.
@@ -422,8 +424,7 @@ export class Ftrace {
       role: "caller-call" as const,
     }));
     this.updateFuncCall = func;
-    sites.sort((a, b) => (a.address < b.address ? -1 : 1));
-    yield* run(sites);
+    for (const site of sites) yield* run([site]);
     this.#globalFunc = func;
   }
 
