@@ -8,73 +8,10 @@
 // store into the loop's own body, a fault on a later iteration, an interrupt or a stop
 // request raised by a store in the middle of the loop.
 import assert from "node:assert/strict";
-import { Machine, type StopReason } from "../lib/machine/machine.ts";
-import { assemble } from "../lib/x86/assemble.ts";
+import type { Machine, StopReason } from "../lib/machine/machine.ts";
+import { agree, CODE, DATA, pair, type Rig } from "./_block_rig.ts";
 
-const CODE = 0x400000n;
-const DATA = 0x600000n;
-const STACK_TOP = 0x700000n;
 const IF = 0x200;
-
-interface Rig {
-  m: Machine;
-  labels: Map<string, bigint>;
-}
-
-/** A machine with `src` at CODE (perms `codePerms`), a data page and a stack. */
-function rig(
-  src: string,
-  bitness: 32 | 64,
-  codePerms: "rx" | "rwx",
-  setup: (r: Rig) => void,
-): Rig {
-  const p = assemble(src, { bitness, origin: CODE });
-  const m = new Machine({ bitness });
-  m.load(CODE, p.bytes, codePerms);
-  m.map(DATA, 0x1000, "rw");
-  m.map(STACK_TOP - 0x1000n, 0x1000, "rw");
-  const cpu = m.cpus[0]!;
-  cpu.rip = CODE;
-  cpu.setReg(bitness === 64 ? "rsp" : "esp", STACK_TOP - 64n);
-  const r = { m, labels: p.labels };
-  setup(r);
-  return r;
-}
-
-/** Two identical machines: `fast` runs with big budgets, `slow` one step per run(). */
-function pair(
-  src: string,
-  setup: (r: Rig) => void,
-  options: { bitness?: 32 | 64; codePerms?: "rx" | "rwx" } = {},
-): [Rig, Rig] {
-  const b = options.bitness ?? 64;
-  const perms = options.codePerms ?? "rx";
-  return [rig(src, b, perms, setup), rig(src, b, perms, setup)];
-}
-
-/** Runs `steps` steps one run() at a time (the one-step path, no blocks). */
-function stepwise(m: Machine, steps: number): StopReason {
-  let stop: StopReason | null = null;
-  let done = 0;
-  while (done < steps) {
-    stop = m.run({ maxSteps: 1 });
-    done += stop.steps;
-    if (stop.kind !== "budget") break;
-  }
-  return { ...stop!, steps: done };
-}
-
-/** Runs both rigs for the same budget (blocks vs one step at a time) and compares them. */
-function agree(fast: Rig, slow: Rig, steps: number, what: string): StopReason {
-  const a = fast.m.run({ maxSteps: steps });
-  const b = stepwise(slow.m, steps);
-  assert.equal(a.kind, b.kind, `${what}: stop kind`);
-  assert.equal(a.steps, b.steps, `${what}: steps`);
-  assert.equal(a.ip, b.ip, `${what}: ip`);
-  assert.equal(fast.m.cpus[0]!.steps, slow.m.cpus[0]!.steps, `${what}: CPU steps`);
-  assert.equal(fast.m.stateHash(), slow.m.stateHash(), `${what}: machine state`);
-  return a;
-}
 
 // An inner loop of 6 (a load, a store, ALU, a conditional branch back to `loop`) run 37
 // times per pass of an outer loop, 40 passes: the inner block loops in itself and leaves

@@ -5,60 +5,9 @@
 // go wrong: code written by the block itself or through an alias, a fault inside a block,
 // a budget ending mid-block, a native address inside a straight line, a page boundary.
 import assert from "node:assert/strict";
-import { Machine, type StopReason } from "../lib/machine/machine.ts";
-import { assemble } from "../lib/x86/assemble.ts";
+import { agree, CODE, DATA, pair, type Rig, rig } from "./_block_rig.ts";
 
-const CODE = 0x400000n;
-const DATA = 0x600000n;
-const STACK_TOP = 0x700000n;
 const ALIAS = 0x800000n;
-
-interface Rig {
-  m: Machine;
-  labels: Map<string, bigint>;
-}
-
-/** A 64-bit machine with `src` at CODE (perms `codePerms`), a data page and a stack. */
-function rig(src: string, codePerms: "rx" | "rwx" = "rx", setup?: (r: Rig) => void): Rig {
-  const p = assemble(src, { bitness: 64, origin: CODE });
-  const m = new Machine({ bitness: 64 });
-  m.load(CODE, p.bytes, codePerms);
-  m.map(DATA, 0x1000, "rw");
-  m.map(STACK_TOP - 0x1000n, 0x1000, "rw");
-  const cpu = m.cpus[0]!;
-  cpu.rip = CODE;
-  cpu.setReg("rsp", STACK_TOP - 64n);
-  const r = { m, labels: p.labels };
-  setup?.(r);
-  return r;
-}
-
-/** Runs `steps` steps one run() at a time (the one-step path, no blocks). */
-function stepwise(m: Machine, steps: number): StopReason {
-  let stop: StopReason | null = null;
-  let done = 0;
-  while (done < steps) {
-    stop = m.run({ maxSteps: 1 });
-    done += stop.steps;
-    if (stop.kind !== "budget") break;
-  }
-  return { ...stop!, steps: done };
-}
-
-/** Runs both rigs for the same budget (blocks vs one step at a time) and compares them. */
-function agree(fast: Rig, slow: Rig, steps: number, what: string): StopReason {
-  const a = fast.m.run({ maxSteps: steps });
-  const b = stepwise(slow.m, steps);
-  assert.equal(a.kind, b.kind, `${what}: stop kind`);
-  assert.equal(a.steps, b.steps, `${what}: steps`);
-  assert.equal(a.ip, b.ip, `${what}: ip`);
-  assert.equal(fast.m.stateHash(), slow.m.stateHash(), `${what}: machine state`);
-  return a;
-}
-
-function pair(src: string, codePerms: "rx" | "rwx" = "rx", setup?: (r: Rig) => void) {
-  return [rig(src, codePerms, setup), rig(src, codePerms, setup)] as const;
-}
 
 // A hot loop whose 4th instruction stores 7 into the immediate of its 5th at iteration
 // 150 (when ecx is 150; other iterations store to scratch data): the rest of the loop
@@ -86,7 +35,7 @@ function selfPatch(viaAlias: boolean): void {
     cpu.setReg("r9", DATA);
     cpu.setReg("rcx", 300n);
   };
-  const [fast, slow] = pair(SELF_PATCH, viaAlias ? "rx" : "rwx", setup);
+  const [fast, slow] = pair(SELF_PATCH, setup, { codePerms: viaAlias ? "rx" : "rwx" });
   // 100 iterations: the loop block is compiled by now.
   agree(fast, slow, 800, "warm-up");
   assert.equal(fast.m.cpus[0]!.blockAt(CODE)?.compiled, true);
@@ -117,7 +66,7 @@ patch:
   jnz loop
   hlt
 `;
-  const [fast, slow] = pair(src, "rwx", ({ m }) => m.cpus[0]!.setReg("rcx", 200n));
+  const [fast, slow] = pair(src, ({ m }) => m.cpus[0]!.setReg("rcx", 200n), { codePerms: "rwx" });
   const stop = agree(fast, slow, 5_000, "to hlt");
   assert.equal(stop.kind, "hlt");
   assert.equal(fast.m.cpus[0]!.getReg("rbx"), (200n * 201n) / 2n);
@@ -143,7 +92,7 @@ for (const start of [5n, 200n]) {
       m.setGate(0, { handler: labels.get("de")! });
       m.cpus[0]!.setReg("rcx", start);
     };
-    const [fast, slow] = pair(DIV_LOOP, "rx", setup);
+    const [fast, slow] = pair(DIV_LOOP, setup);
     const stop = agree(fast, slow, 10_000, "to the #DE handler");
     assert.equal(stop.kind, "hlt");
     const m = fast.m;
@@ -171,7 +120,7 @@ pf:
     m.setGate(14, { handler: labels.get("pf")! });
     m.cpus[0]!.setReg("rsi", DATA);
   };
-  const [fast, slow] = pair(src, "rx", setup);
+  const [fast, slow] = pair(src, setup);
   const stop = agree(fast, slow, 10_000, "to the #PF handler");
   assert.equal(stop.kind, "hlt");
   const cpu = fast.m.cpus[0]!;
@@ -196,7 +145,7 @@ loop:
     m.cpus[0]!.setReg("rcx", 1000n);
     m.cpus[0]!.setReg("rsi", DATA);
   };
-  const [fast, slow] = pair(src, "rx", setup);
+  const [fast, slow] = pair(src, setup);
   agree(fast, slow, 700, "warm-up");
   assert.equal(fast.m.cpus[0]!.blockAt(CODE)?.compiled, true);
   // Budgets of every size from 2 to 9 and a few odd ones: most end mid-block.
@@ -225,7 +174,7 @@ after:
 
 Deno.test("Cpu.runSteps() calls a native bound inside a compiled straight-line block", () => {
   const calls = [0, 0];
-  const [fast, slow] = pair(NATIVE_LOOP, "rx", ({ m }) => m.cpus[0]!.setReg("rcx", 300n));
+  const [fast, slow] = pair(NATIVE_LOOP, ({ m }) => m.cpus[0]!.setReg("rcx", 300n));
   agree(fast, slow, 700, "warm-up");
   const cpu = fast.m.cpus[0]!;
   assert.equal(cpu.blockAt(CODE)?.length, 7); // lea .. jnz, through `nat`
@@ -241,7 +190,7 @@ Deno.test("Cpu.runSteps() calls a native bound inside a compiled straight-line b
 });
 
 Deno.test("Cpu.blockAt() shows blocks ending before a native address and at a page end", () => {
-  const { m, labels } = rig(NATIVE_LOOP, "rx", ({ m, labels }) => {
+  const { m, labels } = rig(NATIVE_LOOP, ({ m, labels }) => {
     m.bindNative(labels.get("nat")!, () => {}, "nothing");
     m.cpus[0]!.setReg("rcx", 300n);
   });
@@ -272,7 +221,7 @@ loop:
     m.cpus[0]!.rip = labels.get("loop")!;
     m.cpus[0]!.setReg("rcx", 400n);
   };
-  const [fast, slow] = pair(src, "rx", setup);
+  const [fast, slow] = pair(src, setup);
   assert.equal(fast.labels.get("loop")!, CODE + 4088n);
   agree(fast, slow, 910, "warm-up"); // 130 iterations
   const cpu = fast.m.cpus[0]!;
