@@ -75,8 +75,11 @@ const KEYWORDS =
 
 /**
  * Code cells that should have printed or displayed something but have no output: cells that
- * call `console.*`, or whose last top-level statement is a bare call (a figure). The Deno
- * kernel occasionally loses a cell's output under nbconvert; the runner re-executes then.
+ * call `console.*`, `Deno.jupyter.display`, or whose last top-level statement is a bare call
+ * (a figure). The Deno kernel (2.9) drops a cell's `execute_result` now and then, which is
+ * why the notebooks display their figures with `await Deno.jupyter.display(…)` (a
+ * `display_data` sent before the cell completes; never lost in the runs that showed the
+ * drop); the runner still re-executes a notebook with a silent cell.
  *
  * @param nb The parsed, executed notebook.
  * @returns Indices of the silent cells.
@@ -90,7 +93,9 @@ export function silentCells(nb: Notebook): number[] {
       /^[^\s)\]}]/.test(l) && !l.startsWith("//")
     ).at(-1) ?? "";
     const displays = /^[A-Za-z_$][\w$.]*\(/.test(last) && !KEYWORDS.test(last);
-    if (src.includes("console.") || displays) out.push(i);
+    if (src.includes("console.") || src.includes("Deno.jupyter.display(") || displays) {
+      out.push(i);
+    }
   }
   return out;
 }

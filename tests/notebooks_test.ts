@@ -128,7 +128,7 @@ Deno.test("notebookImports() lists every specifier of the code cells", () => {
   assert.deepEqual(notebookImports(nb), ["../mod.ts", "../lib/kernel/mod.ts"]);
 });
 
-Deno.test("silentCells() flags a printing cell and a figure cell without output, not a definition", () => {
+Deno.test("silentCells() flags a printing cell and a figure cell without output (bare or displayed), not a definition", () => {
   const nb: Notebook = {
     cells: [
       { cell_type: "code", source: "const x = 1;", outputs: [] },
@@ -140,7 +140,8 @@ Deno.test("silentCells() flags a printing cell and a figure cell without output,
       },
       { cell_type: "code", source: "console.log(1);", outputs: [{ output_type: "stream" }] },
       { cell_type: "code", source: "function f() {\n  g();\n}", outputs: [] },
+      { cell_type: "code", source: "await Deno.jupyter.display(figure(r));", outputs: [] },
     ],
   };
-  assert.deepEqual(silentCells(nb), [1, 2]);
+  assert.deepEqual(silentCells(nb), [1, 2, 5]);
 });
