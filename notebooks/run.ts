@@ -110,11 +110,12 @@ if (notebooks.length === 0) {
 await ensureKernel();
 if (bench) await refreshBench();
 // Execute into a temp dir; copy back (unless --check) only a run without error whose
-// every printing or figure cell has an output. Deno 2.9's kernel drops a cell's
-// `execute_result` now and then (about one cell in ten after a cell that ran the model,
-// seen with `1 + 1` too; stream output and display_data were never lost), so the notebooks
-// show figures with `await Deno.jupyter.display(…)`; a run with a silent cell is still
-// retried (up to ATTEMPTS times).
+// every printing or figure cell has an output. Deno 2.9's kernel sometimes reports a cell
+// idle before its output went out, and nbconvert drops what comes later: an
+// `execute_result` about one cell in ten after a cell that ran the model (`1 + 1` too), a
+// cell's console output more rarely (seen in 07's first cell), a `display_data` never.
+// So the notebooks show figures with `await Deno.jupyter.display(…)`, and a run with a
+// silent cell is retried (up to ATTEMPTS times).
 const ATTEMPTS = 3;
 const tmp = Deno.makeTempDirSync({ prefix: "textpoke-notebooks-" });
 const failed: string[] = [];

@@ -76,10 +76,10 @@ const KEYWORDS =
 /**
  * Code cells that should have printed or displayed something but have no output: cells that
  * call `console.*`, `Deno.jupyter.display`, or whose last top-level statement is a bare call
- * (a figure). The Deno kernel (2.9) drops a cell's `execute_result` now and then, which is
- * why the notebooks display their figures with `await Deno.jupyter.display(…)` (a
- * `display_data` sent before the cell completes; never lost in the runs that showed the
- * drop); the runner still re-executes a notebook with a silent cell.
+ * (a figure). The Deno kernel (2.9) sometimes loses a cell's `execute_result` (often) or
+ * console output (rarely) under nbconvert, which is why the notebooks display their figures
+ * with `await Deno.jupyter.display(…)` (a `display_data`, never lost in the runs that showed
+ * the drop); the runner still re-executes a notebook with a silent cell.
  *
  * @param nb The parsed, executed notebook.
  * @returns Indices of the silent cells.
