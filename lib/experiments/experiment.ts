@@ -55,13 +55,7 @@
  */
 
 import { ExperimentError } from "../errors.ts";
-import {
-  type BatchRunner,
-  immediateRunner,
-  type PatchSite,
-  rel32Target,
-  type SiteRole,
-} from "../ftrace/batch.ts";
+import { type BatchRunner, immediateRunner, type SiteRole } from "../ftrace/batch.ts";
 import { Ftrace } from "../ftrace/ftrace.ts";
 import { FTRACE_OPS_FL_SAVE_REGS, FtraceOps } from "../ftrace/ops.ts";
 import { X86_EFLAGS_IF } from "../kernel/constants.ts";
@@ -82,14 +76,9 @@ import {
   type TargetStrategy,
 } from "../proposals/proposals.ts";
 import { StaticCalls } from "../static_call/static_call.ts";
-import {
-  classifyExecution,
-  type ExecutionClass,
-  type ExecutionCounts,
-  recrashLast,
-  type TransitionWindow,
-} from "./classify.ts";
+import { type ExecutionClass, type ExecutionCounts, recrashLast } from "./classify.ts";
 import { CANARIES_32, CANARIES_64 } from "./_canaries.ts";
+import { calleeReached, closeInner, enterCaller, type InnerExec, SiteWindows } from "./_inner.ts";
 
 /** The scenario ids. */
 export type ScenarioId = "ftrace-transition" | "livepatch-transition" | "static-call-update";
@@ -243,14 +232,6 @@ interface OpenExec {
   inner: InnerExec | null;
 }
 
-interface InnerExec {
-  site: bigint;
-  t0: number;
-  callee: bigint | null;
-  crashed: boolean;
-  why: string;
-}
-
 interface Scenario {
   /** Functions the worker calls, in order. */
   userFns: bigint[];
@@ -371,13 +352,11 @@ class Run {
   readonly transitions: number;
   readonly open: (OpenExec | null)[];
   readonly lastProgress: number[];
-  readonly windows: Map<bigint, TransitionWindow[]> = new Map();
-  readonly initial: Map<bigint, bigint | null> = new Map();
+  readonly book: SiteWindows;
   readonly timelines: ExecutionEvent[][] | null;
   readonly canaries: readonly (readonly [string, bigint])[];
   workerEntry = 0n;
   scenario!: Scenario;
-  #batchOpen: TransitionWindow[] = [];
 
   constructor(
     record: ExperimentRecord,
@@ -392,6 +371,7 @@ class Run {
     this.ws = bitness === 64 ? 8 : 4;
     this.transitions = transitions;
     this.canaries = bitness === 64 ? CANARIES_64 : CANARIES_32;
+    this.book = new SiteWindows(bitness);
     const machine = new Machine({ bitness, cpus: record.cpus });
     this.kernel = bootKernel(machine, { entry, textSize: 0x40000 });
     this.smp = attachSmp(machine, { schedule: random(record.seed), fetch: record.mode });
@@ -415,7 +395,8 @@ class Run {
     k.bindNative("__body", (call) => this.#body(call, false));
     if (this.ftrace !== null) {
       this.ftrace.onProbe = (cpu, target, ret) => this.#probe(cpu, target, ret);
-      this.ftrace.onCallee = (cpu, callee, ret) => this.#callee(cpu, callee, ret);
+      this.ftrace.onCallee = (cpu, callee, ret) =>
+        calleeReached(this.open[cpu]?.inner, callee, ret);
     }
   }
 
@@ -530,9 +511,9 @@ class Run {
     function* quiet(k2: KernelContext): Generator<unknown, void, unknown> {
       for (let i = 0; i < q; i++) yield* k2.step();
     }
-    for (const s of fns) this.initial.set(s, rel32Target(s, k.mem.readBytes(s, 5), this.bitness));
+    for (const s of fns) this.book.setInitial(s, k.mem.readBytes(s, 5));
     for (const c of [ft.caller, ft.regsCaller]) {
-      this.initial.set(c.callSite, ft.callTarget(c.callSite));
+      this.book.initial.set(c.callSite, ft.callTarget(c.callSite));
     }
     return scenario;
   }
@@ -625,7 +606,7 @@ ${post}	call	__body
       }
     }
     for (const s of new Set(siteOf)) {
-      this.initial.set(s, rel32Target(s, k.mem.readBytes(s, 5), this.bitness));
+      this.book.setInitial(s, k.mem.readBytes(s, 5));
     }
     return {
       userFns,
@@ -698,27 +679,12 @@ ${post}	call	__body
     if (e === null || e === undefined) return;
     if (e.probes++ > 0) return;
     e.target = target;
-    const ft = this.ftrace;
-    if (ft !== null && (target === ft.regsCaller.address || target === ft.caller.address)) {
-      const site = target === ft.regsCaller.address ? ft.regsCaller.callSite : ft.caller.callSite;
-      e.inner = { site, t0: this.#now(), callee: null, crashed: false, why: "" };
-    }
+    e.inner = enterCaller(this.ftrace, target, this.#now());
     if (ret !== this.scenario.retOf[e.fn]) {
       e.crashed = true;
       e.why = `return address ${ret.toString(16)} instead of ${
         this.scenario.retOf[e.fn]!.toString(16)
       }`;
-    }
-  }
-
-  /** A tracer function was entered: the callee of the caller's call site, if first. */
-  #callee(cpu: number, callee: bigint, ret: bigint): void {
-    const inner = this.open[cpu]?.inner;
-    if (inner === null || inner === undefined || inner.callee !== null) return;
-    inner.callee = callee;
-    if (ret !== inner.site + 5n) {
-      inner.crashed = true;
-      inner.why = `return address ${ret.toString(16)} instead of ${(inner.site + 5n).toString(16)}`;
     }
   }
 
@@ -758,11 +724,13 @@ ${post}	call	__body
     this.lastProgress[cpu] = t1;
     if (e.inner !== null) this.#closeInner(cpu, e, e.inner, t1);
     const site = this.scenario.siteOf[e.fn]!;
-    const cls = classifyExecution(
-      { t0: e.t0, t1, target: e.target, crashed: e.crashed, oldBodyRan: e.oldBody },
-      this.windows.get(site) ?? [],
-      this.initial.get(site) ?? null,
-    );
+    const cls = this.book.classify(site, {
+      t0: e.t0,
+      t1,
+      target: e.target,
+      crashed: e.crashed,
+      oldBodyRan: e.oldBody,
+    });
     this.record.executions++;
     this.record[cls]++;
     const role = this.scenario.roleOf[e.fn]!;
@@ -774,17 +742,7 @@ ${post}	call	__body
 
   /** Classifies the execution of a caller's call site nested in `e` (before `e` itself). */
   #closeInner(cpu: number, e: OpenExec, inner: InnerExec, t1: number): void {
-    // A task that died after the callee ran is the outer execution's failure, not this one's.
-    const died = e.crashed && inner.callee === null;
-    const crashed = inner.crashed || died;
-    const cls = classifyExecution(
-      { t0: inner.t0, t1, target: inner.callee, crashed, oldBodyRan: false },
-      this.windows.get(inner.site) ?? [],
-      this.initial.get(inner.site) ?? null,
-    );
-    this.record.executions++;
-    this.record[cls]++;
-    const why = inner.why !== "" ? inner.why : died ? e.why : "";
+    const { class: cls, why } = closeInner(inner, e, t1, this.book, this.record);
     const base = {
       t0: inner.t0,
       t1,
@@ -892,7 +850,7 @@ ${post}	call	__body
         return r;
       });
     }
-    this.handler.onBatch = (phase, sites) => this.#onBatch(phase, sites);
+    this.handler.onBatch = (phase, sites) => this.book.onBatch(phase, sites, this.#now());
     for (let c = 1; c < this.record.cpus; c++) this.#restartOutside(c);
     const thread = this.smp.spawn(0, (kc) => {
       const run = this.handler.threadRunner(kc, this.smp);
@@ -921,27 +879,5 @@ ${post}	call	__body
     this.record.steps = this.smp.steps;
     this.record.transitions = this.transitions;
     if (this.timelines !== null) this.record.timelines = this.timelines.slice(1);
-  }
-
-  #onBatch(phase: "begin" | "end", sites: readonly PatchSite[]): void {
-    const now = this.#now();
-    if (phase === "begin") {
-      this.#batchOpen = [];
-      for (const s of sites) {
-        const w: TransitionWindow = {
-          t0: now,
-          t1: Infinity,
-          oldTarget: rel32Target(s.address, s.old, this.bitness),
-          newTarget: rel32Target(s.address, s.new, this.bitness),
-        };
-        let list = this.windows.get(s.address);
-        if (list === undefined) this.windows.set(s.address, list = []);
-        list.push(w);
-        this.#batchOpen.push(w);
-      }
-      return;
-    }
-    for (const w of this.#batchOpen) w.t1 = now;
-    this.#batchOpen = [];
   }
 }

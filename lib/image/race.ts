@@ -10,13 +10,19 @@
  * the image's; the function body after the site is replaced by an observer native bound
  * at `site + 5` (the real bodies touch per-CPU data and locks the machine does not have),
  * exactly as the model harness makes every body a native. Workers on CPUs 1.. call the
- * sites in a loop; each execution is classified with {@link classifyExecution}.
+ * sites in a loop; each execution is classified with `classifyExecution`.
+ *
+ * The caller trampolines' own call sites (`ftrace_call` / `ftrace_regs_call`, rewritten by
+ * `ftrace_update_ftrace_func`) are patched sites too: an execution that enters
+ * `ftrace_caller` or `ftrace_regs_caller` also executes one, and it is classified as the
+ * model harness classifies it (see `lib/experiments/_inner.ts`): a second execution,
+ * counted in the totals and nested in the first on its CPU's timeline (`role:
+ * "caller-call"`), by the first tracer function it reached.
  *
  * @module
  */
 
 import { hexAddr } from "../errors.ts";
-import { rel32Target } from "../ftrace/batch.ts";
 import { FTRACE_OPS_FL_SAVE_REGS, FtraceOps } from "../ftrace/ops.ts";
 import { rel32Straddles } from "../ftrace/trampolines.ts";
 import { X86_EFLAGS_IF } from "../kernel/constants.ts";
@@ -24,13 +30,14 @@ import type { NativeCall } from "../machine/native.ts";
 import type { FetchMode, KernelGen } from "../machine/smp.ts";
 import { defaultEntry, installProposal } from "../proposals/handler.ts";
 import { proposal as lookupProposal } from "../proposals/proposals.ts";
+import { type ExecutionClass, type ExecutionCounts, recrashLast } from "../experiments/classify.ts";
 import {
-  classifyExecution,
-  type ExecutionClass,
-  type ExecutionCounts,
-  recrashLast,
-  type TransitionWindow,
-} from "../experiments/classify.ts";
+  calleeReached,
+  closeInner,
+  enterCaller,
+  type InnerExec,
+  SiteWindows,
+} from "../experiments/_inner.ts";
 import type { KernelImage } from "./image.ts";
 import { bootRealKernel, ftraceBoot } from "./real_kernel.ts";
 import type { TextWalk } from "./walk.ts";
@@ -64,8 +71,15 @@ export interface RealRaceEvent {
   readonly t0: number;
   /** End step. */
   readonly t1: number;
-  /** Index of the site. */
+  /**
+   * Index of the fentry site (in {@link RealRaceRecord.sites}) whose execution this is, or,
+   * for a `caller-call` execution, that it is nested in.
+   */
   readonly site: number;
+  /** `fentry`: the straddling site; `caller-call`: a caller trampoline's own call site. */
+  readonly role: "fentry" | "caller-call";
+  /** Link address of the site executed (the fentry site, or `ftrace_call` / `ftrace_regs_call`). */
+  readonly address: string;
   /** Its class. */
   readonly class: ExecutionClass;
   /** Why it crashed. */
@@ -115,6 +129,8 @@ interface Open {
   probes: number;
   crashed: boolean;
   why: string;
+  /** The caller trampoline's call site this execution runs through, once entered. */
+  inner: InnerExec | null;
 }
 
 /**
@@ -182,7 +198,11 @@ export function realKernelRace(
   const timelines: RealRaceEvent[][] | null = options.timelines
     ? Array.from({ length: cpus }, () => [])
     : null;
-  const windows = new Map<bigint, TransitionWindow[]>();
+  const book = new SiteWindows(64);
+  for (const s of sites) book.setInitial(s, k.mem.readBytes(s, 5));
+  for (const c of [ftrace.caller, ftrace.regsCaller]) {
+    book.initial.set(c.callSite, ftrace.callTarget(c.callSite));
+  }
   const open: (Open | null)[] = new Array(cpus).fill(null);
   const lastClosed: (RealRaceEvent | null)[] = new Array(cpus).fill(null);
   const lastProgress: number[] = new Array(cpus).fill(0);
@@ -207,16 +227,38 @@ export function realKernelRace(
     open[cpu] = null;
     const t1 = now();
     lastProgress[cpu] = t1;
-    const cls = classifyExecution(
-      { t0: e.t0, t1, target: e.target, crashed: e.crashed, oldBodyRan: false },
-      windows.get(sites[e.site]!) ?? [],
-      null,
-    );
+    // The nested call-site execution first, as the model harness does.
+    if (e.inner !== null) {
+      const inner = closeInner(e.inner, e, t1, book, rec);
+      const base = {
+        t0: e.inner.t0,
+        t1,
+        site: e.site,
+        role: "caller-call" as const,
+        address: hexAddr(e.inner.site),
+        class: inner.class,
+      };
+      timelines?.[cpu]?.push(inner.why !== "" ? { ...base, why: inner.why } : base);
+    }
+    const address = sites[e.site]!;
+    const cls = book.classify(address, {
+      t0: e.t0,
+      t1,
+      target: e.target,
+      crashed: e.crashed,
+      oldBodyRan: false,
+    });
     rec.executions++;
     rec[cls]++;
-    const ev: RealRaceEvent = e.why !== ""
-      ? { t0: e.t0, t1, site: e.site, class: cls, why: e.why }
-      : { t0: e.t0, t1, site: e.site, class: cls };
+    const base = {
+      t0: e.t0,
+      t1,
+      site: e.site,
+      role: "fentry" as const,
+      address: hexAddr(address),
+      class: cls,
+    };
+    const ev: RealRaceEvent = e.why !== "" ? { ...base, why: e.why } : base;
     lastClosed[cpu] = ev;
     timelines?.[cpu]?.push(ev);
   };
@@ -291,6 +333,7 @@ export function realKernelRace(
       probes: 0,
       crashed: false,
       why: "",
+      inner: null,
     };
   }
   function body(call: NativeCall, i: number): void {
@@ -318,12 +361,14 @@ export function realKernelRace(
     if (e === null || e === undefined) return;
     if (e.probes++ > 0) return;
     e.target = target;
+    e.inner = enterCaller(ftrace, target, now());
     const want = sites[e.site]! + 5n;
     if (ret !== want) {
       e.crashed = true;
       e.why = `return address ${hexAddr(ret)} instead of ${hexAddr(want)}`;
     }
   };
+  ftrace.onCallee = (cpu, callee, ret) => calleeReached(open[cpu]?.inner, callee, ret);
   for (const v of [0, 6, 8, 10, 11, 12, 13, 14]) {
     k.bindNative(`exc_${v}`, (call) => {
       const c = call.cpu;
@@ -349,27 +394,7 @@ export function realKernelRace(
       return r;
     });
   }
-  let batchOpen: TransitionWindow[] = [];
-  handler.onBatch = (phase, batch) => {
-    if (phase === "begin") {
-      batchOpen = [];
-      for (const s of batch) {
-        const w: TransitionWindow = {
-          t0: now(),
-          t1: Infinity,
-          oldTarget: rel32Target(s.address, s.old, 64),
-          newTarget: rel32Target(s.address, s.new, 64),
-        };
-        let list = windows.get(s.address);
-        if (list === undefined) windows.set(s.address, list = []);
-        list.push(w);
-        batchOpen.push(w);
-      }
-      return;
-    }
-    for (const w of batchOpen) w.t1 = now();
-    batchOpen = [];
-  };
+  handler.onBatch = (phase, batch) => book.onBatch(phase, batch, now());
   for (let c = 1; c < cpus; c++) restartOutside(c);
 
   const opsA = new FtraceOps("race_a", () => {}, { filter: sites });
