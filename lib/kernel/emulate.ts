@@ -31,7 +31,16 @@ import {
   X86_EFLAGS_SF,
   X86_EFLAGS_ZF,
 } from "./constants.ts";
-import { type PtRegs, SAVED_KERNEL_REGS_SIZE_32 } from "./pt_regs.ts";
+import {
+  PT_REGS_32,
+  type PtRegs,
+  RIP,
+  RSP,
+  SAVED_KERNEL_REGS_SIZE_32,
+  SIZEOF_PTREGS_32,
+  type WordMemory,
+} from "./pt_regs.ts";
+import { CANON_HIGH, CANON_LOW } from "../x86/state.ts";
 
 /** How a push is emulated; see the module documentation. */
 export type PushMode = "direct" | "move";
@@ -50,7 +59,12 @@ export function defaultPushMode(bitness: 32 | 64): PushMode {
 /** `CALL_INSN_SIZE - INT3_INSN_SIZE`: from just after the int3 to after the call. */
 const CALL_NEXT = BigInt(CALL_INSN_SIZE - INT3_INSN_SIZE);
 
+const LIMIT_64 = 1n << 64n;
+const LIMIT_32 = 1n << 32n;
+
 function mask(regs: PtRegs, v: bigint): bigint {
+  // In range already (the usual case): comparisons, no new bigint.
+  if (v >= 0n && v < (regs.bitness === 64 ? LIMIT_64 : LIMIT_32)) return v;
   return regs.bitness === 64 ? BigInt.asUintN(64, v) : BigInt.asUintN(32, v);
 }
 
@@ -175,6 +189,8 @@ function moveFrame(from: PtRegs, to: PtRegs): void {
  * ```
  */
 export function int3EmulateCall(regs: PtRegs, func: bigint, mode: PushMode): PtRegs {
+  const fast = callByNumbers(regs, func, mode);
+  if (fast !== null) return fast;
   const nextIp = regs.ip + CALL_NEXT;
   const r = int3EmulatePush(regs, nextIp, mode);
   r.ip = mask(r, func);
@@ -192,6 +208,116 @@ export function int3EmulateRet(regs: PtRegs, mode: PushMode): PtRegs {
   const { value, regs: r } = int3EmulatePop(regs, mode);
   r.ip = mask(r, value);
   return r;
+}
+
+/**
+ * What the kernel's memory offers {@link callByNumbers} (its `KernelMemory`): the view of
+ * a word where `readNum`/`writeNum` would take their fast path.
+ */
+interface FrameMemory {
+  toNum(address: bigint): number;
+  frameView(a: number, size: number, write: boolean): DataView | null;
+  frameOffset: number;
+}
+
+function frameMemory(mem: WordMemory): FrameMemory | null {
+  const m = mem as WordMemory & Partial<FrameMemory>;
+  return typeof m.frameView === "function" && typeof m.toNum === "function"
+    ? m as FrameMemory
+    : null;
+}
+
+const TWO32 = 4294967296;
+const CALL_NEXT_NUM = CALL_INSN_SIZE - INT3_INSN_SIZE;
+const WORDS_32 = SAVED_KERNEL_REGS_SIZE_32 / 4;
+
+/** The last call target split into halves (a handler emulates the same call again and again). */
+let funcKey = -1n;
+let funcLo = 0;
+let funcHi = 0;
+
+function splitFunc(v: bigint): void {
+  if (v === funcKey) return;
+  funcLo = Number(v & 0xffffffffn) | 0;
+  funcHi = Number(v >> 32n) | 0;
+  funcKey = v;
+}
+
+/**
+ * {@link int3EmulateCall} with numbers instead of bigints, on the kernel's memory: the same
+ * loads and stores in the same order with the same values, taken only when every one of
+ * them would take the memory's fast path (checked before anything changes). Returns the
+ * regs to use, or null (nothing changed) for the bigint path.
+ */
+function callByNumbers(regs: PtRegs, func: bigint, mode: PushMode): PtRegs | null {
+  const mem = frameMemory(regs.mem);
+  if (mem === null) return null;
+  const base = mem.toNum(regs.address);
+  if (base !== base) return null;
+  if (regs.bitness === 64) {
+    if (mode !== "direct") return null; // the bigint path throws
+    const vIp = mem.frameView(base + RIP, 8, true);
+    if (vIp === null) return null;
+    const oIp = mem.frameOffset;
+    const vSp = mem.frameView(base + RSP, 8, true);
+    if (vSp === null) return null;
+    const oSp = mem.frameOffset;
+    // next ip = regs->ip + 4, the new sp = regs->sp - 8 (both mod 2^64).
+    const ipLo = vIp.getInt32(oIp, true) >>> 0;
+    const ipHi = vIp.getInt32(oIp + 4, true);
+    const spLo = vSp.getInt32(oSp, true) >>> 0;
+    const spHi = vSp.getInt32(oSp + 4, true);
+    const nl = ipLo + CALL_NEXT_NUM;
+    const nHi = (ipHi + (nl >= TWO32 ? 1 : 0)) | 0;
+    const sl = spLo - 8;
+    const sHi = (spHi - (sl < 0 ? 1 : 0)) | 0;
+    const a = sHi * TWO32 + ((sl | 0) >>> 0);
+    if (a < CANON_LOW || a >= CANON_HIGH) return null; // the bigint path throws
+    const vTop = mem.frameView(a, 8, true);
+    if (vTop === null) return null;
+    const oTop = mem.frameOffset;
+    splitFunc(func >= 0n && func < LIMIT_64 ? func : BigInt.asUintN(64, func));
+    // regs->sp, then the pushed word, then regs->ip: the bigint path's order (they may
+    // overlap: without the gap, the push lands on the frame).
+    vSp.setInt32(oSp, sl | 0, true);
+    vSp.setInt32(oSp + 4, sHi, true);
+    vTop.setInt32(oTop, nl | 0, true);
+    vTop.setInt32(oTop + 4, nHi, true);
+    vIp.setInt32(oIp, funcLo, true);
+    vIp.setInt32(oIp + 4, funcHi, true);
+    return regs;
+  }
+  // 32-bit frames near the top of the address space wrap: the bigint path.
+  if (base < 4 || base + SIZEOF_PTREGS_32 >= TWO32) return null;
+  splitFunc(func >= 0n && func < LIMIT_32 ? func : BigInt.asUintN(32, func));
+  if (mode === "direct") {
+    const vIp = mem.frameView(base + PT_REGS_32.IP, 4, true);
+    if (vIp === null) return null;
+    const oIp = mem.frameOffset;
+    const vSp = mem.frameView(base + PT_REGS_32.SP, 4, true);
+    if (vSp === null) return null;
+    const oSp = mem.frameOffset;
+    const next = (vIp.getInt32(oIp, true) + CALL_NEXT_NUM) | 0;
+    const sp = (vSp.getInt32(oSp, true) - 4) >>> 0;
+    const vTop = mem.frameView(sp, 4, true);
+    if (vTop === null) return null;
+    const oTop = mem.frameOffset;
+    vSp.setInt32(oSp, sp | 0, true);
+    vTop.setInt32(oTop, next, true);
+    vIp.setInt32(oIp, funcLo, true);
+    return regs;
+  }
+  // "move": the truncated frame moves down one word, then new->sp = next ip and
+  // new->ip = func; all of it, from regs - 4 to the old sp slot, in one writable page.
+  const v = mem.frameView(base - 4, SAVED_KERNEL_REGS_SIZE_32 + 4, true);
+  if (v === null) return null;
+  const o = mem.frameOffset;
+  const moved = regs.at(regs.address - 4n);
+  const next = (v.getInt32(o + 4 + PT_REGS_32.IP, true) + CALL_NEXT_NUM) | 0;
+  for (let i = 0; i < WORDS_32; i++) v.setInt32(o + 4 * i, v.getInt32(o + 4 + 4 * i, true), true);
+  v.setInt32(o + PT_REGS_32.SP, next, true);
+  v.setInt32(o + PT_REGS_32.IP, funcLo, true);
+  return moved;
 }
 
 const JCC_MASK = [

@@ -193,6 +193,10 @@ class KernelMemory implements WordMemory {
   #pte = 0;
   #lastAddress = 0n; // toNum(0n) is 0 in both modes
   #lastNum = 0;
+  #prevAddress = 0n;
+  #prevNum = 0;
+  #validAddress = 0n; // 0 is valid in both modes
+  #validNum = 0;
   constructor(m: Machine) {
     this.#m = m;
   }
@@ -268,13 +272,24 @@ class KernelMemory implements WordMemory {
     }
   }
   toNum(address: bigint): number {
-    // A trap converts the same few addresses (its pt_regs, its stack) again and again.
+    // A trap converts the same few addresses (its pt_regs, its stack) again and again;
+    // the 32-bit push's move alternates between two (the frame and its moved copy).
     if (address === this.#lastAddress) return this.#lastNum;
+    if (address === this.#prevAddress) {
+      const n = this.#prevNum;
+      this.#prevAddress = this.#lastAddress;
+      this.#prevNum = this.#lastNum;
+      this.#lastAddress = address;
+      this.#lastNum = n;
+      return n;
+    }
     const n = this.#m.bitness === 64
       ? Number(BigInt.asIntN(64, address))
       : address >= 0n && address <= MASK32
       ? Number(address)
       : Number(BigInt.asUintN(32, address));
+    this.#prevAddress = this.#lastAddress;
+    this.#prevNum = this.#lastNum;
     this.#lastAddress = address;
     this.#lastNum = n;
     return n;
@@ -325,14 +340,49 @@ class KernelMemory implements WordMemory {
     if (size === 8) mem.write64(address, value);
     else mem.write32(address, value);
   }
+  /** Offset of the word in the view {@link KernelMemory.frameView} returned last. */
+  frameOffset = 0;
+  /**
+   * The frame's view under bytes [a, a + size) when they lie in one page and
+   * {@link KernelMemory.readNum} (or, with `write`, {@link KernelMemory.writeNum}: a
+   * writable page without predecoded code) would take its fast path there; null
+   * otherwise. The int3 emulation's number path (emulate.ts) checks every access with it
+   * before it changes anything.
+   * @param a Internal address.
+   * @param size Bytes.
+   * @param write Whether the bytes will be written.
+   * @returns The view (offset in {@link KernelMemory.frameOffset}), or null.
+   */
+  frameView(a: number, size: number, write: boolean): DataView | null {
+    const mem = this.#m.memory;
+    const page = Math.floor(a / PAGE_SIZE);
+    const off = a - page * PAGE_SIZE;
+    const e = this.#entry(page);
+    if (e === undefined || off + size > PAGE_SIZE) return null;
+    const f = Math.floor(e / 16);
+    if (write && ((e & Perm.W) === 0 || mem.codeFrames[f] !== 0)) return null;
+    this.frameOffset = off;
+    return mem.views[f]!;
+  }
   /** `memory.toNumber(address)`, without its bigint constants on the usual path. */
   #number(address: bigint): number {
+    // The last address that passed (an emulated push writes at the same sp trap after trap).
+    if (address === this.#validAddress) return this.#validNum;
     if (this.#m.bitness === 64) {
       if (address >= 0n && address <= MASK64) {
         const n = Number(BigInt.asIntN(64, address));
-        if (n >= CANON_LOW && n < CANON_HIGH) return n;
+        if (n >= CANON_LOW && n < CANON_HIGH) {
+          this.#validAddress = address;
+          this.#validNum = n;
+          return n;
+        }
       }
-    } else if (address >= 0n && address <= MASK32) return Number(address);
+    } else if (address >= 0n && address <= MASK32) {
+      const n = Number(address);
+      this.#validAddress = address;
+      this.#validNum = n;
+      return n;
+    }
     return this.#m.memory.toNumber(address); // throws its MemoryError
   }
   readWord(address: bigint, size: 4 | 8): bigint {
@@ -493,15 +543,9 @@ export class Kernel {
     m.map(l.userStackBase, STACK_SIZE * m.cpus.length, "rw", { user: true });
     // Natives: the C functions.
     this.bindNative("do_int3", (call) => {
-      const regs = new PtRegs(this.mem, call.arg(0), this.bitness);
-      this.#runC(call, regs, () => this.dispatch.doInt3(regs, call.cpu.index));
+      this.#int3C(call, false);
     });
-    this.bindNative("do_kernel_int3", (call) => {
-      const regs = new PtRegs(this.mem, call.arg(0), this.bitness);
-      let out = regs;
-      this.#runC(call, regs, () => out = this.dispatch.doKernelInt3(regs, call.cpu.index));
-      return out.address;
-    });
+    this.bindNative("do_kernel_int3", (call) => this.#int3C(call, true));
     this.bindNative("do_nmi", (call) => {
       const regs = new PtRegs(this.mem, call.arg(0), this.bitness);
       this.nmiCount[call.cpu.index]!++;
@@ -539,6 +583,37 @@ export class Kernel {
     }
   }
 
+  /**
+   * `do_int3` (`kernelInt3` false) or `do_kernel_int3` (true, returns the regs' address)
+   * as {@link Kernel.#runC} runs them, without a closure per trap.
+   */
+  #int3C(call: NativeCall, kernelInt3: boolean): bigint | undefined {
+    const regs = new PtRegs(this.mem, call.arg(0), this.bitness);
+    let out = regs;
+    const prev = this.#call;
+    this.#call = call;
+    try {
+      if (kernelInt3) out = this.dispatch.doKernelInt3(regs, call.cpu.index);
+      else this.dispatch.doInt3(regs, call.cpu.index);
+    } catch (e) {
+      this.#memoryOops(call, e, regs);
+    } finally {
+      this.#call = prev;
+    }
+    return kernelInt3 ? out.address : undefined;
+  }
+
+  /** A fault of kernel C code (a MemoryError) is an oops; anything else goes on up. */
+  #memoryOops(call: NativeCall, e: unknown, regs: PtRegs): void {
+    if (!(e instanceof MemoryError)) throw e;
+    this.dispatch.oops(
+      call.cpu.index,
+      `BUG: unable to handle page fault for address ${hexAddr(e.address)} in ${call.name}`,
+      e.address,
+      regs,
+    );
+  }
+
   /** Runs kernel C code: a fault in it (a write to read-only text) is an oops. */
   #runC(call: NativeCall, regs: PtRegs, body: () => void): void {
     const prev = this.#call;
@@ -546,13 +621,7 @@ export class Kernel {
     try {
       body();
     } catch (e) {
-      if (!(e instanceof MemoryError)) throw e;
-      this.dispatch.oops(
-        call.cpu.index,
-        `BUG: unable to handle page fault for address ${hexAddr(e.address)} in ${call.name}`,
-        e.address,
-        regs,
-      );
+      this.#memoryOops(call, e, regs);
     } finally {
       this.#call = prev;
     }

@@ -26,7 +26,7 @@
  */
 
 import type { Slot } from "../x86/execute.ts";
-import { Op } from "../x86/insn.ts";
+import { Op, OpKind, Reg } from "../x86/insn.ts";
 
 /** The longest block, in instructions (bounds the work of a rebuild). */
 export const MAX_BLOCK = 64;
@@ -166,20 +166,31 @@ export function compileBlock(
   let body = loops
     ? "let k = 0;\nlet done = 0;\nconst ip0 = c.ip;\ntry {\nfor (;;) {\n"
     : "let k = 0;\ntry {\n";
-  for (let i = 0; i < n; i++) {
-    names.push(`h${i}`);
-    body += `  h${i}(c, S[${i}]);\n`;
-    if (i === n - 1) {
-      if (!loops) body += `  return ${n};\n`;
-      else {
-        body += `  done += ${n};\n`;
-        body += `  if (c.ip !== ip0 || c.attn !== 0 || budget - done < ${n}) return done;\n`;
-        body += "  k = 0;\n";
-      }
-    } else {
-      body += `  k = ${i + 1};\n`;
-      if (!isStoreFree(slots[i]!)) body += `  if (c.attn !== 0) return ${plus}${i + 1};\n`;
+  for (let i = 0; i < n; i++) names.push(`h${i}`);
+  const runs: StackRun[] = [];
+  for (let i = 0; i < n;) {
+    // A run of plain pushes or pops (never the block's last slot): one call tries them
+    // all at once (see `Cpu.stackPushRun`); where it declines, the slots run one by one.
+    const kind = stackRunKind(slots[i]!);
+    let m = 1;
+    if (kind !== 0) {
+      while (i + m < n - 1 && stackRunKind(slots[i + m]!) === kind) m++;
     }
+    if (m >= 2) {
+      const method = kind === 1 ? "stackPushRun" : "stackPopRun";
+      names.push(`R${i}`);
+      runs.push(new StackRun(slots.slice(i, i + m), kind === 1));
+      body += `  run${i}: {\n`;
+      body += `  if (c.${method}(R${i})) {\n`;
+      body += `    k = ${i + m};\n    if (c.attn !== 0) return ${plus}${i + m};\n`;
+      body += `    break run${i};\n  }\n`;
+      for (let j = i; j < i + m; j++) body += slotText(slots, j, isStoreFree, loops, plus);
+      body += "  }\n";
+      i += m;
+      continue;
+    }
+    body += slotText(slots, i, isStoreFree, loops, plus);
+    i++;
   }
   if (loops) body += "}\n";
   body += `} catch (e) {\n  c.blockFault = ${plus}k;\n  throw e;\n}`;
@@ -195,7 +206,111 @@ export function compileBlock(
     codegenAllowed = false; // EvalError under a CSP without 'unsafe-eval'
     return null;
   }
-  return make(...slots.map((s) => s.fn));
+  return make(...slots.map((s) => s.fn), ...runs);
+}
+
+/**
+ * A run of pushes or pops in a compiled block, described once at compile time for the
+ * CPU's one-go path (`Cpu.stackPushRun` / `Cpu.stackPopRun`).
+ */
+export class StackRun {
+  /** Pushes (true) or pops (false). */
+  readonly push: boolean;
+  /** Number of instructions. */
+  readonly count: number;
+  /** Sum of their lengths in bytes. */
+  readonly len: number;
+  /** Every one is at the 64-bit mode's stack size (memory operands: 64-bit addressing). */
+  readonly ok64: boolean;
+  /** Every one is at the 32-bit mode's stack size (memory operands: 32-bit addressing). */
+  readonly ok32: boolean;
+  /** Some push reads a memory operand. */
+  readonly hasMem: boolean;
+  /**
+   * Per instruction, three words: the kind (0 register, 1 immediate, 2 memory at the
+   * stack pointer + displacement), then the register, the immediate's halves or the
+   * displacement.
+   */
+  readonly ops: Int32Array;
+
+  /**
+   * Describes a run.
+   * @param slots The run's slots, each with a non-zero {@link stackRunKind} of one kind.
+   * @param push Whether they are pushes.
+   */
+  constructor(slots: Slot[], push: boolean) {
+    this.push = push;
+    this.count = slots.length;
+    this.ops = new Int32Array(slots.length * 3);
+    let len = 0;
+    let ok64 = true;
+    let ok32 = true;
+    let hasMem = false;
+    for (let j = 0; j < slots.length; j++) {
+      const s = slots[j]!;
+      len += s.len;
+      if (s.opSize === 2) ok64 = false;
+      if (s.opSize !== 4) ok32 = false;
+      if (s.kind0 === OpKind.IMM) {
+        this.ops[3 * j] = 1;
+        this.ops[3 * j + 1] = s.imm;
+        this.ops[3 * j + 2] = s.immHi;
+      } else if (s.kind0 === OpKind.MEM) {
+        hasMem = true;
+        if (s.addrSize !== 8) ok64 = false;
+        if (s.addrSize !== 4) ok32 = false;
+        this.ops[3 * j] = 2;
+        this.ops[3 * j + 1] = s.disp;
+      } else this.ops[3 * j + 1] = s.reg0;
+    }
+    this.len = len;
+    this.ok64 = ok64;
+    this.ok32 = ok32;
+    this.hasMem = hasMem;
+  }
+}
+
+/**
+ * Whether a slot may join a run of stack accesses the CPU tries in one go: 1 for a push
+ * of a register other than the stack pointer, of an immediate or of a word at a
+ * displacement from the stack pointer, 2 for a pop into a
+ * register other than the stack pointer, 0 otherwise. The operand size is checked when
+ * the run executes (it depends on the mode).
+ * @param s A slot.
+ * @returns The run kind.
+ */
+export function stackRunKind(s: Slot): number {
+  if (s.op === Op.PUSH) {
+    const k = s.kind0;
+    if (k === OpKind.IMM || (k === OpKind.REG && s.reg0 !== Reg.RSP)) return 1;
+    // push disp(%rsp): no index, no FS/GS base (the address size is checked at run time).
+    if (k === OpKind.MEM && s.base === Reg.RSP && s.index < 0 && s.seg < 4) return 1;
+  } else if (s.op === Op.POP && s.kind0 === OpKind.REG && s.reg0 !== Reg.RSP) return 2;
+  return 0;
+}
+
+/** The compiled text of slot `i`: the call, the count, the attention check or the end. */
+function slotText(
+  slots: Slot[],
+  i: number,
+  isStoreFree: (s: Slot) => boolean,
+  loops: boolean,
+  plus: string,
+): string {
+  const n = slots.length;
+  let body = `  h${i}(c, S[${i}]);\n`;
+  if (i === n - 1) {
+    if (!loops) body += `  return ${n};\n`;
+    else {
+      body += `  done += ${n};\n`;
+      body += `  if (c.ip !== ip0 || c.attn !== 0 || budget - done < ${n}) return done;\n`;
+      body += "  k = 0;\n";
+    }
+  } else {
+    body += `  k = ${i + 1};\n`;
+    if (!isStoreFree(slots[i]!)) body += `  if (c.attn !== 0) return ${plus}${i + 1};\n`;
+  }
+  return body;
 }
 
 /** False once the host refused `new Function` (see {@link compileBlock}). */

@@ -46,7 +46,7 @@ import {
 } from "../x86/state.ts";
 import { deliver, iret, isDoubleFault, Selector, vectorName } from "./exceptions.ts";
 import type { Machine } from "./machine.ts";
-import { type Block, buildBlock, CodePage, compileBlock } from "./block.ts";
+import { type Block, buildBlock, CodePage, compileBlock, type StackRun } from "./block.ts";
 import { Perm } from "./memory.ts";
 
 const TWO32 = 4294967296;
@@ -1008,6 +1008,160 @@ export class Cpu implements CpuCore {
     }
     this.writeSlow(a, 8, lo, hi);
   }
+
+  /**
+   * Runs a compiled block's run of pushes (see {@link StackRun}: of a register other than
+   * the stack pointer, of an immediate, or of a word at the stack pointer +
+   * displacement) in one go — when that is sure to do exactly what running them one by
+   * one would: every one is at the mode's stack size, every store lands in the page the
+   * write TLB holds now and every load in a page the read TLB holds (so none can fault),
+   * the written frame holds no predecoded code and stores are not split at cache lines
+   * (so none reports anything or raises attention). Otherwise it changes nothing and
+   * returns false, and the block runs the instructions one by one. Called by compiled
+   * blocks only (their generated code, like their `attn` checks).
+   * @param run The run.
+   * @returns Whether the pushes ran.
+   */
+  private stackPushRun(run: StackRun): boolean {
+    if (this.splitLines || this.codeFrames[this.wFrame] !== 0) return false;
+    const is64 = this.bitness === 64;
+    if (!(is64 ? run.ok64 : run.ok32)) return false;
+    const size = is64 ? 8 : 4;
+    const count = run.count;
+    const ops = run.ops;
+    const lo = this.lo;
+    const hi = this.hi;
+    const top = is64 ? hi[4]! * TWO32 + (lo[4]! >>> 0) : lo[4]! >>> 0;
+    const low = top - size * count;
+    const o = low - this.wBase;
+    if (!(o >= 0 && o + size * count <= PAGE)) return false;
+    if (run.hasMem) {
+      // Each load at sp + disp (sp before its push) from a page the read TLB holds.
+      let sp = top;
+      for (let j = 0; j < count; j++) {
+        if (ops[3 * j] === 2) {
+          const a = is64 ? sp + ops[3 * j + 1]! : (sp + ops[3 * j + 1]!) >>> 0;
+          const r1 = a - this.rBase;
+          const r2 = a - this.rBase2;
+          if (!((r1 >= 0 && r1 <= PAGE - size) || (r2 >= 0 && r2 <= PAGE - size))) return false;
+        }
+        sp -= size;
+      }
+    }
+    const v = this.wView;
+    let off = (o + size * count) | 0; // an int32 offset keeps the DataView stores fast
+    let sp = top;
+    for (let j = 0; j < count; j++) {
+      off -= size;
+      // Separate branches: a conditional expression choosing the value is many times
+      // slower here (V8 12).
+      const k = ops[3 * j]!;
+      if (k === 0) {
+        const r = ops[3 * j + 1]!;
+        v.setInt32(off, lo[r]!, true);
+        if (is64) v.setInt32(off + 4, hi[r]!, true);
+      } else if (k === 1) {
+        v.setInt32(off, ops[3 * j + 1]!, true);
+        if (is64) v.setInt32(off + 4, ops[3 * j + 2]!, true);
+      } else {
+        const a = is64 ? sp + ops[3 * j + 1]! : (sp + ops[3 * j + 1]!) >>> 0;
+        let rv = this.rView;
+        let ro = a - this.rBase;
+        if (!(ro >= 0 && ro <= PAGE - size)) {
+          rv = this.rView2;
+          ro = a - this.rBase2;
+        }
+        ro = ro | 0;
+        const x = rv.getInt32(ro, true);
+        if (is64) {
+          const y = rv.getInt32(ro + 4, true);
+          v.setInt32(off, x, true);
+          v.setInt32(off + 4, y, true);
+        } else v.setInt32(off, x, true);
+      }
+      sp -= size;
+    }
+    if (is64) {
+      hi[4] = Math.floor(low / TWO32);
+      lo[4] = low | 0;
+      this.ip += run.len;
+    } else {
+      lo[4] = low | 0;
+      this.ip = (this.ip + run.len) >>> 0;
+    }
+    return true;
+  }
+
+  /**
+   * Runs a compiled block's run of pops into registers other than the stack pointer (see
+   * {@link StackRun}) in one go — when every one is at the mode's stack size and every
+   * load comes from a page one of the read TLB's entries holds (so none can fault).
+   * Otherwise it changes nothing and returns false, and the block runs the instructions
+   * one by one. Called by compiled blocks only.
+   * @param run The run.
+   * @returns Whether the pops ran.
+   */
+  private stackPopRun(run: StackRun): boolean {
+    const is64 = this.bitness === 64;
+    if (!(is64 ? run.ok64 : run.ok32)) return false;
+    const size = is64 ? 8 : 4;
+    const count = run.count;
+    const ops = run.ops;
+    const lo = this.lo;
+    const hi = this.hi;
+    const top = is64 ? hi[4]! * TWO32 + (lo[4]! >>> 0) : lo[4]! >>> 0;
+    let v = this.rView;
+    let o = top - this.rBase;
+    if (!(o >= 0 && o + size * count <= PAGE)) {
+      o = top - this.rBase2;
+      if (!(o >= 0 && o + size * count <= PAGE)) return false;
+      v = this.rView2;
+    }
+    o = o | 0; // an int32 offset keeps the DataView loads fast
+    for (let j = 0; j < count; j++) {
+      const r = ops[3 * j + 1]!;
+      lo[r] = v.getInt32(o, true);
+      if (is64) hi[r] = v.getInt32(o + 4, true);
+      else hi[r] = 0;
+      o += size;
+    }
+    const n = top + size * count;
+    if (is64) {
+      hi[4] = Math.floor(n / TWO32);
+      lo[4] = n | 0;
+      this.ip += run.len;
+    } else {
+      lo[4] = n | 0;
+      this.ip = (this.ip + run.len) >>> 0;
+    }
+    return true;
+  }
+
+  /**
+   * The read TLB's view when bytes [a, a + length) lie in the page of one of its entries
+   * (so a load of them at the current CPL cannot fault and reads these bytes), with
+   * {@link Cpu.readOffset} set to the offset of `a`; null otherwise. Changes no TLB
+   * state. iret reads its frame through it.
+   * @param a Address of the first byte.
+   * @param length Number of bytes.
+   * @returns The frame's view, or null.
+   */
+  readFrame(a: number, length: number): DataView | null {
+    let o = a - this.rBase;
+    if (o >= 0 && o + length <= PAGE) {
+      this.readOffset = o | 0;
+      return this.rView;
+    }
+    o = a - this.rBase2;
+    if (o >= 0 && o + length <= PAGE) {
+      this.readOffset = o | 0;
+      return this.rView2;
+    }
+    return null;
+  }
+
+  /** Offset of the bytes in the view {@link Cpu.readFrame} returned last. */
+  readOffset = 0;
 
   /**
    * A supervisor-mode store (exception frames): checks W and presence as at CPL 0, does

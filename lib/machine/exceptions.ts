@@ -264,8 +264,9 @@ function validSs(bitness: 32 | 64, ss: number, cpl: number): boolean {
 /** Flags any iret may change; IF and IOPL depend on CPL (SDM IRET). */
 const IRET_MASK = 0x1dd5 /* ARITH|TF|DF|OF */ | NT | RF | AC | 0x200000 /* ID */;
 
-/** The low half of the last 8-byte word {@link iretWord} read. */
+/** The halves of the last 8-byte word {@link iretWord} or {@link viewWord} read. */
 let lastLo = 0;
+let lastHi = 0;
 
 /** Word `k` of an iret frame at `sp` (a #SS for a non-canonical 64-bit stack). */
 function iretWord(cpu: Cpu, sp: number, k: number, size: number, is64: boolean): number {
@@ -277,9 +278,20 @@ function iretWord(cpu: Cpu, sp: number, k: number, size: number, is64: boolean):
   } else a = a >>> 0;
   if (size === 8) {
     lastLo = cpu.read64(a);
-    return cpu.hi64 * TWO32 + (lastLo >>> 0);
+    lastHi = cpu.hi64;
+    return lastHi * TWO32 + (lastLo >>> 0);
   }
   return size === 4 ? cpu.read32(a) >>> 0 : cpu.read16(a);
+}
+
+/** {@link iretWord} from the frame's view (see `Cpu.readFrame`): size 4 or 8. */
+function viewWord(v: DataView, o: number, k: number, size: number): number {
+  if (size === 8) {
+    lastLo = v.getInt32(o + 8 * k, true);
+    lastHi = v.getInt32(o + 8 * k + 4, true);
+    return lastHi * TWO32 + (lastLo >>> 0);
+  }
+  return v.getInt32(o + 4 * k, true) >>> 0;
 }
 
 /**
@@ -295,9 +307,13 @@ function iretWord(cpu: Cpu, sp: number, k: number, size: number, is64: boolean):
 export function iret(cpu: Cpu, size: number): void {
   const sp = cpu.spValue();
   const is64 = cpu.bitness === 64;
-  const ipv = iretWord(cpu, sp, 0, size, is64);
-  const cs = iretWord(cpu, sp, 1, size, is64) & 0xffff;
-  const fl = iretWord(cpu, sp, 2, size, is64) % TWO32;
+  // The frame's five words in a page the read TLB holds (the usual case): the same loads,
+  // none of which can fault, without a translation each.
+  const v = size !== 2 ? cpu.readFrame(sp, 5 * size) : null;
+  const o = cpu.readOffset;
+  const ipv = v !== null ? viewWord(v, o, 0, size) : iretWord(cpu, sp, 0, size, is64);
+  const cs = (v !== null ? viewWord(v, o, 1, size) : iretWord(cpu, sp, 1, size, is64)) & 0xffff;
+  const fl = (v !== null ? viewWord(v, o, 2, size) : iretWord(cpu, sp, 2, size, is64)) % TWO32;
   const newCpl = cs & 3;
   const cpl = cpu.cpl;
   if (newCpl < cpl) throw gpFault(cs & 0xfffc, "iret to an inner privilege level");
@@ -307,12 +323,12 @@ export function iret(cpu: Cpu, size: number): void {
   let spLo = 0;
   let spHi = 0;
   if (is64 || newCpl > cpl) {
-    newSp = iretWord(cpu, sp, 3, size, is64);
+    newSp = v !== null ? viewWord(v, o, 3, size) : iretWord(cpu, sp, 3, size, is64);
     if (size === 8) {
       spLo = lastLo;
-      spHi = cpu.hi64; // the popped RSP goes back bit-exact, canonical or not
+      spHi = lastHi; // the popped RSP goes back bit-exact, canonical or not
     }
-    newSs = iretWord(cpu, sp, 4, size, is64) & 0xffff;
+    newSs = (v !== null ? viewWord(v, o, 4, size) : iretWord(cpu, sp, 4, size, is64)) & 0xffff;
     if (!validSs(cpu.bitness, newSs, newCpl)) {
       throw gpFault(newSs & 0xfffc, `iret with stack selector ${newSs} to CPL ${newCpl}`);
     }

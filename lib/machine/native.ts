@@ -186,7 +186,11 @@ const hNative: Handler = (core: CpuCore, s: Slot): void => {
   cpu.traceEvent("native", b.at, -1);
   const r = b.fn(call);
   if (call.stopped) return;
-  if (r !== undefined) {
+  if (typeof r === "bigint" && r >= 0n && r <= 0xffffffffn) {
+    // A 32-bit value (a 32-bit kernel's pointer): what the general case below does.
+    cpu.lo[0] = Number(r) | 0;
+    cpu.hi[0] = 0;
+  } else if (r !== undefined) {
     // What setReg("rax" / "eax") does, without the lookup by name.
     const v = BigInt.asUintN(64, BigInt(r));
     cpu.lo[0] = Number(v & 0xffffffffn) | 0;
