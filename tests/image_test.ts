@@ -1,5 +1,5 @@
 import assert from "node:assert/strict";
-import { hexAddr, ImageError } from "../lib/errors.ts";
+import { ImageError } from "../lib/errors.ts";
 import { bzImageInfo } from "../lib/image/bzimage.ts";
 import { loadKernelImage } from "../lib/image/image.ts";
 import { lz4LegacyDecompress } from "../lib/image/lz4.ts";
@@ -29,7 +29,7 @@ import {
   syntheticVmlinux,
   TEXT,
 } from "./_synthetic_kernel.ts";
-import { checkCallerCalls } from "./_real_race.ts";
+import { checkCallerCallOutcomes } from "./_real_race.ts";
 
 const NAME = "synthetic-vmlinux";
 const at = (off: number) => TEXT + BigInt(off);
@@ -401,34 +401,7 @@ Deno.test("realKernelRace() runs the proposals on an image's own straddling site
 
 Deno.test("realKernelRace() classifies the executions of ftrace_regs_call nested in the fentry ones", () => {
   const img = loadKernelImage(syntheticVmlinux(), { name: NAME });
-  const walk = walkText(img);
-  // The model text is laid out the same on every boot: where the regs caller's call is.
-  const regsCall = hexAddr(bootRealKernel(img, walk, { cpus: 2 }).ftrace.regsCaller.callSite);
-  const landed = realKernelRace(img, walk, {
-    proposal: "text-poke-emulate",
-    transitions: 6,
-    timelines: true,
-  });
-  const calls = checkCallerCalls(landed);
-  // Ops B wants regs: a site that enters a caller enters ftrace_regs_caller.
-  assert.ok(calls.length > 0, "caller-call executions are counted");
-  assert.deepEqual([...new Set(calls.map((e) => e.address))], [regsCall]);
-  // ftrace_update_ftrace_func rewrites it while CPUs run through it: both instructions run.
-  assert.ok(calls.every((e) => e.class === "old" || e.class === "new"), JSON.stringify(calls));
-  assert.ok(calls.some((e) => e.class === "old") && calls.some((e) => e.class === "new"));
-  // The failure the landed handler prevents, at the caller's own call: jumping over the
-  // int3 at ftrace_regs_call skips the tracer call both instructions make.
-  const skipped = [1, 2, 3].flatMap((seed) => {
-    const r = realKernelRace(img, walk, {
-      proposal: "nop-skip",
-      transitions: 6,
-      seed,
-      timelines: true,
-    });
-    return checkCallerCalls(r).filter((e) => e.class === "skipped");
-  });
-  assert.ok(skipped.length > 0, "nop-skip skips calls at ftrace_regs_call");
-  assert.ok(skipped.every((e) => e.address === regsCall));
+  checkCallerCallOutcomes(img, walkText(img), 6);
 });
 
 Deno.test("Ftrace.addSites() records sorted sites at once and refuses unsorted or repeated ones", () => {

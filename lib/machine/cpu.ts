@@ -1081,14 +1081,7 @@ export class Cpu implements CpuCore {
       }
       sp -= size;
     }
-    if (is64) {
-      hi[4] = Math.floor(low / TWO32);
-      lo[4] = low | 0;
-      this.ip += run.len;
-    } else {
-      lo[4] = low | 0;
-      this.ip = (this.ip + run.len) >>> 0;
-    }
+    this.endStackRun(low, run.len);
     return true;
   }
 
@@ -1125,16 +1118,23 @@ export class Cpu implements CpuCore {
       else hi[r] = 0;
       o += size;
     }
-    const n = top + size * count;
-    if (is64) {
-      hi[4] = Math.floor(n / TWO32);
-      lo[4] = n | 0;
-      this.ip += run.len;
-    } else {
-      lo[4] = n | 0;
-      this.ip = (this.ip + run.len) >>> 0;
-    }
+    this.endStackRun(top + size * count, run.len);
     return true;
+  }
+
+  /**
+   * The end of a one-go stack run: the stack pointer becomes `sp` (an internal address;
+   * esp's upper half stays 0) and the ip moves past the run's `len` bytes.
+   */
+  private endStackRun(sp: number, len: number): void {
+    if (this.bitness === 64) {
+      this.hi[4] = Math.floor(sp / TWO32);
+      this.lo[4] = sp | 0;
+      this.ip += len;
+    } else {
+      this.lo[4] = sp | 0;
+      this.ip = (this.ip + len) >>> 0;
+    }
   }
 
   /**
