@@ -1,5 +1,6 @@
 import assert from "node:assert/strict";
-import { Decoder, DecoderOptions, Formatter, FormatterSyntax } from "iced-x86";
+import { Decoder, DecoderOptions } from "iced-x86";
+import { gasFormatter } from "../lib/x86/disassemble.ts";
 import { assemble } from "../lib/x86/assemble.ts";
 import { AssemblerError, hexBytes, TextpokeError } from "../lib/errors.ts";
 import { corpus } from "./_assemble_corpus.ts";
@@ -287,10 +288,7 @@ for (const bits of [64, 32] as const) {
     const lines = corpus(bits).filter((l) => !l.includes(";"));
     const out = assemble(lines.join("\n"), { bitness: bits });
     const decoder = new Decoder(bits, out.bytes, DecoderOptions.None);
-    const formatter = new Formatter(FormatterSyntax.Gas);
-    formatter.showBranchSize = false;
-    formatter.ripRelativeAddresses = true;
-    formatter.showUselessPrefixes = true;
+    const formatter = gasFormatter(true);
     const failures: string[] = [];
     try {
       let i = 0;

@@ -31,6 +31,28 @@ export interface DisassembledLine {
 }
 
 /**
+ * iced-x86's GAS formatter as {@link disassemble} sets it up (the caller frees it): hex
+ * everywhere (iced's "small numbers in decimal" looks at the low 32 bits only and prints
+ * `movabs $0x8000000000000000` as `$0`), no branch size, RIP-relative operands as
+ * addresses. The assembler's round-trip tests format with it too.
+ *
+ * @param showUselessPrefixes Also print prefixes the instruction ignores (`data16 ret`),
+ *   so that the text reassembles to the same bytes.
+ * @returns A new formatter.
+ */
+export function gasFormatter(showUselessPrefixes = false): Formatter {
+  const formatter = new Formatter(FormatterSyntax.Gas);
+  formatter.showBranchSize = false;
+  formatter.spaceAfterOperandSeparator = false;
+  formatter.smallHexNumbersInDecimal = false;
+  formatter.uppercaseHex = false;
+  formatter.branchLeadingZeros = false;
+  formatter.ripRelativeAddresses = true;
+  formatter.showUselessPrefixes = showUselessPrefixes;
+  return formatter;
+}
+
+/**
  * Disassembles machine code into AT&T text (iced-x86, GAS syntax). Branch targets and
  * immediates (above 0xffff) equal to a known symbol's address get ` <name>` appended, as objdump does.
  *
@@ -57,13 +79,7 @@ export function disassemble(bytes: Uint8Array, options: DisassembleOptions): Dis
     for (const [n, a] of Object.entries(syms)) names.set(BigInt.asUintN(64, BigInt(a)), n);
   }
   const decoder = new Decoder(options.bitness, bytes, DecoderOptions.None);
-  const formatter = new Formatter(FormatterSyntax.Gas);
-  formatter.showBranchSize = false;
-  formatter.spaceAfterOperandSeparator = false;
-  formatter.smallHexNumbersInDecimal = false;
-  formatter.uppercaseHex = false;
-  formatter.branchLeadingZeros = false;
-  formatter.ripRelativeAddresses = true;
+  const formatter = gasFormatter();
   const out: DisassembledLine[] = [];
   try {
     decoder.ip = origin;

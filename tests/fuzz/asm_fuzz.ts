@@ -8,7 +8,8 @@
  * @module
  */
 
-import { Decoder, DecoderOptions, Formatter, FormatterSyntax } from "iced-x86";
+import { Decoder, DecoderOptions, type Formatter } from "iced-x86";
+import { gasFormatter } from "../../lib/x86/disassemble.ts";
 import { assemble } from "../../lib/x86/assemble.ts";
 import { AssemblerError, hexBytes } from "../../lib/errors.ts";
 import { int3EntrySource, nmiEntrySource } from "../../lib/kernel/entry.ts";
@@ -400,15 +401,7 @@ function formatter(): Formatter {
   decoders ??= new Map();
   let f = decoders.get(0);
   if (f === undefined) {
-    const fm = new Formatter(FormatterSyntax.Gas);
-    fm.showBranchSize = false;
-    fm.ripRelativeAddresses = true;
-    fm.showUselessPrefixes = true;
-    fm.uppercaseHex = false;
-    // iced-x86's "small numbers in decimal" looks at the low 32 bits only: it prints
-    // movabs $0x8000000000000000 as "$0". lib/x86/disassemble.ts turns it off too.
-    fm.smallHexNumbersInDecimal = false;
-    f = { formatter: fm };
+    f = { formatter: gasFormatter(true) };
     decoders.set(0, f);
   }
   return f.formatter;
