@@ -26,6 +26,11 @@ import {
   type TransitionWindow,
 } from "./classify.ts";
 
+/** Counts before any execution: every class at 0 (a record's starting counts). */
+export function noExecutions(): ExecutionCounts {
+  return { executions: 0, old: 0, new: 0, skipped: 0, other: 0, crashed: 0 };
+}
+
 /** The execution of a caller trampoline's call site, nested in an execution that entered it. */
 export interface InnerExec {
   /** The call site (`ftrace_call` or `ftrace_regs_call`). */

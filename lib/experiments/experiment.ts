@@ -78,7 +78,14 @@ import {
 import { StaticCalls } from "../static_call/static_call.ts";
 import { type ExecutionClass, type ExecutionCounts, recrashLast } from "./classify.ts";
 import { CANARIES_32, CANARIES_64 } from "./_canaries.ts";
-import { calleeReached, closeInner, enterCaller, type InnerExec, SiteWindows } from "./_inner.ts";
+import {
+  calleeReached,
+  closeInner,
+  enterCaller,
+  type InnerExec,
+  noExecutions,
+  SiteWindows,
+} from "./_inner.ts";
 
 /** The scenario ids. */
 export type ScenarioId = "ftrace-transition" | "livepatch-transition" | "static-call-update";
@@ -315,12 +322,7 @@ export function runExperiment(options: ExperimentOptions): ExperimentRecord {
     mode,
     cpus,
     seed,
-    executions: 0,
-    old: 0,
-    new: 0,
-    skipped: 0,
-    other: 0,
-    crashed: 0,
+    ...noExecutions(),
     applicable: true,
     note: "",
     entry: push === "link-register" ? "int3_link" : push === "entry-fixup" ? "int3_fixup" : entry,

@@ -36,6 +36,7 @@ import {
   closeInner,
   enterCaller,
   type InnerExec,
+  noExecutions,
   SiteWindows,
 } from "../experiments/_inner.ts";
 import type { KernelImage } from "./image.ts";
@@ -181,12 +182,7 @@ export function realKernelRace(
       lineOffset: Number(s & 63n),
     })),
     transitions: 0,
-    executions: 0,
-    old: 0,
-    new: 0,
-    skipped: 0,
-    other: 0,
-    crashed: 0,
+    ...noExecutions(),
     steps: 0,
     note: "",
     ms: 0,
