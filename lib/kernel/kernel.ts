@@ -195,8 +195,6 @@ class KernelMemory implements WordMemory {
   #lastNum = 0;
   #prevAddress = 0n;
   #prevNum = 0;
-  #validAddress = 0n; // 0 is valid in both modes
-  #validNum = 0;
   constructor(m: Machine) {
     this.#m = m;
   }
@@ -364,25 +362,15 @@ class KernelMemory implements WordMemory {
     this.frameOffset = off;
     return mem.views[f]!;
   }
-  /** `memory.toNumber(address)`, without its bigint constants on the usual path. */
+  /**
+   * `memory.toNumber(address)`, without its bigint constants on the usual path: the
+   * conversion (cached) of {@link KernelMemory.toNum}, then the range checks.
+   */
   #number(address: bigint): number {
-    // The last address that passed (an emulated push writes at the same sp trap after trap).
-    if (address === this.#validAddress) return this.#validNum;
+    const n = this.toNum(address);
     if (this.#m.bitness === 64) {
-      if (address >= 0n && address <= MASK64) {
-        const n = Number(BigInt.asIntN(64, address));
-        if (n >= CANON_LOW && n < CANON_HIGH) {
-          this.#validAddress = address;
-          this.#validNum = n;
-          return n;
-        }
-      }
-    } else if (address >= 0n && address <= MASK32) {
-      const n = Number(address);
-      this.#validAddress = address;
-      this.#validNum = n;
-      return n;
-    }
+      if (address >= 0n && address <= MASK64 && n >= CANON_LOW && n < CANON_HIGH) return n;
+    } else if (address >= 0n && address <= MASK32) return n;
     return this.#m.memory.toNumber(address); // throws its MemoryError
   }
   readWord(address: bigint, size: 4 | 8): bigint {
