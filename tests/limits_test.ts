@@ -185,14 +185,16 @@ Deno.test("Cpu.enableTrace() keeps the last 4096 records by default, or the capa
   cpu.enableTrace(3);
   m.run({ maxSteps: 10 });
   assert.equal(cpu.traceRecords().length, 3);
-  for (const bad of [0, -1, 1.5, NaN]) {
+  for (const bad of [0, -1, 1.5, NaN, 2 ** 24 + 1, 2 ** 30]) {
     assert.throws(
       () => cpu.enableTrace(bad),
       (e: unknown) =>
         e instanceof MachineError &&
-        e.message === `Trace capacity must be a positive integer, not ${bad}`,
+        e.message === `Trace capacity must be an integer in 1..16777216, not ${bad}`,
     );
   }
+  // A refused size leaves the ring as it was.
+  assert.equal(cpu.traceRecords().length, 3);
 });
 
 Deno.test("Trace keeps no ring by default (hash only), a capacity up to 2^24, and names a bad one", () => {

@@ -596,11 +596,11 @@ export class Cpu implements CpuCore {
 
   /**
    * Turns on the trace ring buffer (instructions, exception entries, irets, natives).
-   * @param capacity Records kept (oldest dropped first).
+   * @param capacity Records kept (oldest dropped first), 1 to 2^24.
    */
   enableTrace(capacity = 4096): void {
-    if (!Number.isInteger(capacity) || capacity < 1) {
-      throw new MachineError(`Trace capacity must be a positive integer, not ${capacity}`);
+    if (!Number.isInteger(capacity) || capacity < 1 || capacity > 1 << 24) {
+      throw new MachineError(`Trace capacity must be an integer in 1..16777216, not ${capacity}`);
     }
     this.traceCap = capacity;
     this.traceBuf = [];
