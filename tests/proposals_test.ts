@@ -18,6 +18,8 @@ import { nop5 } from "../lib/kernel/constants.ts";
 import type { EntryVariant } from "../lib/kernel/entry.ts";
 import { bootKernel, type Kernel } from "../lib/kernel/kernel.ts";
 import { Machine } from "../lib/machine/machine.ts";
+import { PatchError } from "../lib/errors.ts";
+import { XOR5RAX } from "../lib/static_call/static_call.ts";
 import { defaultEntry, installProposal } from "../lib/proposals/handler.ts";
 import {
   PRESETS,
@@ -474,4 +476,43 @@ for (const bitness of [64, 32] as const) {
       cpu.ss !== rig.k.sel.kernelDs;
     assert.ok(broken, `expected a crash or a clobbered frame: ${r.message}`);
   });
+}
+
+// static_call's RET0 form: the site becomes `2e 2e 2e 31 c0` (xor %eax,%eax) while the call
+// it replaces is what a CPU hitting the int3 must run (the batch site's `emulate`).
+for (const bitness of [64, 32] as const) {
+  for (
+    const [push, target] of [
+      ["gap", "saved-target"],
+      ["link-register", "saved-target"],
+      ["link-register", "emulate-new"],
+    ] as const
+  ) {
+    Deno.test(`ProposalHandler emulates the call that static_call's RET0 form replaces (${push} ${target}, x86-${bitness})`, () => {
+      const k = bootKernel(new Machine({ bitness }), { entry: defaultEntry(push, bitness) });
+      const arg = bitness === 64 ? "%rdi" : "%eax";
+      const labels = k.loadText(
+        `r0_callee:\n\tlea\t7(${arg}), %eax\n\tret\n` +
+          `r0_user:\nr0_site:\n\tcall\tr0_callee\n\tret\n`,
+      );
+      const site = labels.get("r0_site")!;
+      const call = callInsn(site, labels.get("r0_callee")!, bitness);
+      const h = installProposal(k, { push, target });
+      const inFlux = { address: site, old: call, new: XOR5RAX, role: "sc-inline" as const };
+      // The failure it prevents: the xor form itself is nothing the handler can emulate.
+      assert.throws(() => h.decide(inFlux), PatchError);
+      h.sites.set(site, { ...inFlux, emulate: call });
+      assert.deepEqual(h.decide(h.sites.get(site)!), {
+        op: "call",
+        target: labels.get("r0_callee")!,
+      });
+      k.dispatch.modifyingFtraceCode = 1;
+      k.textPoke(site, Uint8Array.of(0xcc, ...call.subarray(1)));
+      const r = k.call(0, labels.get("r0_user")!, [35n], { interrupts: false });
+      assert.ok(r.returned, r.stop.message);
+      assert.equal(r.value & 0xffffffffn, 42n);
+      assert.equal(h.stats.call, 1);
+      assert.equal(k.oopses.length, 0);
+    });
+  }
 }

@@ -203,7 +203,8 @@ export class ProposalHandler {
       }
       case "saved-target":
       case "emulate-new":
-        return insnAction(site.address, site.new, bitness);
+        // static_call's RET0 form is written while the call it replaces is emulated.
+        return insnAction(site.address, site.emulate ?? site.new, bitness);
       case "atomic-offset":
       case "plain-offset": {
         // One 4-byte read of the offset (Torvalds: "load four bytes from the instruction
