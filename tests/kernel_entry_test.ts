@@ -9,6 +9,7 @@ import { entryBitness, type EntryVariant, int3EntrySource } from "../lib/kernel/
 import { bootKernel, type Kernel, type KernelOptions } from "../lib/kernel/kernel.ts";
 import type { PtRegsSnapshot } from "../lib/kernel/pt_regs.ts";
 import { int3Selftest } from "../lib/kernel/selftest.ts";
+import type { PokeStep } from "../lib/kernel/text_poke.ts";
 
 function boot(entry: EntryVariant, extra: Partial<KernelOptions> = {}): Kernel {
   return bootKernel(new Machine({ bitness: entryBitness(entry) }), { entry, ...extra });
@@ -379,3 +380,40 @@ Deno.test("a fault in user mode kills the task with a signal, not an oops", () =
   const ev = k.events[0];
   assert.equal(ev?.kind === "signal" && ev.signal, "SIGILL");
 });
+
+// Upstream's poke_int3_handler advances ip by the whole site (`ip += tp->len`) before it
+// adds the displacement, and text_poke_loc_init lets a JMP8 be padded with int3 to fill
+// the site. So while a padded JMP8 is in flux, a CPU that hits the int3 jumps len - 2 bytes
+// past where the jmp8 itself goes. The model keeps upstream's arithmetic and this test pins it.
+for (const bitness of [64, 32] as const) {
+  Deno.test(`textPokeBp() of a JMP8 padded with int3 emulates it, as upstream does, from the end of the site (x86-${bitness})`, () => {
+    const k = bootKernel(new Machine({ bitness }), {
+      entry: bitness === 64 ? "64-gap" : "32-fixup",
+    });
+    const l = k.loadText(
+      "fn:\n\txorl %eax, %eax\nsite:\n\t.byte 0x0f, 0x1f, 0x44, 0x00, 0x00\n\tret\n" +
+        "\t.skip 10, 0xcc\njmp8_target:\n\tmovb $1, %al\n\tret\npast_padding:\n\tmovb $2, %al\n\tret\n",
+    );
+    const site = l.get("site")!;
+    assert.equal(l.get("jmp8_target")! - site, 16n);
+    assert.equal(l.get("past_padding")! - site, 19n);
+    if (bitness === 32) k.textPoke(site, NOP5_32);
+    const nop = k.mem.readBytes(site, 5);
+    const gen = k.textPokeBp(site, Uint8Array.of(0xeb, 14, 0xcc, 0xcc, 0xcc));
+    const write = (step: IteratorResult<PokeStep, void>) => {
+      if (!step.done && step.value.kind === "store") {
+        k.textPoke(step.value.address, step.value.bytes);
+      }
+    };
+    write(gen.next()); // the int3
+    gen.next(); // its sync
+    assert.deepEqual(k.mem.readBytes(site, 5), Uint8Array.of(0xcc, ...nop.subarray(1)));
+    const emulated = k.call(0, l.get("fn")!);
+    for (let s = gen.next(); !s.done; s = gen.next()) write(s);
+    assert.deepEqual(k.mem.readBytes(site, 5), Uint8Array.of(0xeb, 14, 0xcc, 0xcc, 0xcc));
+    const executed = k.call(0, l.get("fn")!);
+    assert.equal(executed.value & 0xffn, 1n, "the jmp8 goes to site + 2 + 14");
+    assert.equal(emulated.value & 0xffn, 2n, "the int3 handler goes to site + 5 + 14");
+    assert.equal(k.patcher.stats.emulated, 1);
+  });
+}

@@ -587,6 +587,12 @@ export class TextPatcher {
    * `poke_int3_handler`: if a batch is in flight and the int3 is one of its sites, emulate
    * the instruction being written. Pass it (bound) as the kernel's poke handler.
    *
+   * As upstream (`ip += tp->len`), the displacement is added to the end of the whole site.
+   * That is the end of the instruction for every form but one: a JMP8 padded with int3 to
+   * fill a longer site, which `text_poke_loc_init` accepts. A CPU that hits the int3 then
+   * jumps `len - 2` bytes past where the jmp8 itself goes. None of the callers modelled
+   * here pads a JMP8; tests/kernel_entry_test.ts pins the arithmetic.
+   *
    * @param ctx The trap.
    * @returns True if it claimed the int3.
    */
@@ -639,7 +645,7 @@ export class TextPatcher {
 
 /**
  * The kernel's `text_gen_insn`: encodes a CALL, JMP32 or JMP8 at `address` to `target`
- * (or a NOP5 / INT3 / RET, which ignore the target).
+ * (or an INT3 / RET, which ignore the target; any other opcode, NOP5 included, is refused).
  *
  * @param opcode `CALL_INSN_OPCODE`, `JMP32_INSN_OPCODE`, `JMP8_INSN_OPCODE`,
  *   `RET_INSN_OPCODE` or `INT3_INSN_OPCODE`.
