@@ -18,9 +18,10 @@
  *   caller pushed;
  * - the function's body is a native that closes the execution and checks the argument
  *   (or static_call result) and the stack pointer;
- * - both checks also require SS to be the kernel's: an iret through a frame whose SS slot
- *   was overwritten (a push emulated without a gap) loads garbage there — real hardware
- *   raises #GP on that iret, the machine model does not check SS, so it is caught here;
+ * - both checks also require SS to be the kernel's. An iret through a frame whose SS slot
+ *   was overwritten (a push emulated without a gap) raises #GP when the value is no valid
+ *   SS, on hardware as in the model. But a 64-bit iret to CPL 0 accepts a null selector,
+ *   so a clobber whose low 16 bits make one gets through and is caught here;
  * - kernel faults and oopses kill the worker's task (counted `crashed`) and a fresh task
  *   restarts the loop; a task that makes no progress for {@link HANG_STEPS} steps is
  *   killed the same way.
@@ -655,8 +656,8 @@ ${post}	call	__body
     for (const [r, v] of this.canaries) {
       if (c.getReg(r) !== v) bad ||= `callee-saved ${r} clobbered`;
     }
-    // An iret through a clobbered frame loads SS from it (real hardware raises #GP on
-    // that iret; the machine model does not check SS, so the clobber is caught here).
+    // An iret through a clobbered frame loads SS from it: #GP unless the value is a valid
+    // SS, and a 64-bit iret to CPL 0 accepts a null one, which only this check catches.
     if (c.ss !== this.kernel.sel.kernelDs) bad ||= `ss is 0x${c.ss.toString(16)} after an iret`;
     if (bad !== "") {
       this.#recrash(cpu, bad);
