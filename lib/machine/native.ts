@@ -11,7 +11,7 @@
  * @module
  */
 
-import { hexAddr } from "../errors.ts";
+import { hexAddr, MachineError, TextpokeError } from "../errors.ts";
 import { type Handler, Slot } from "../x86/execute.ts";
 import { Op } from "../x86/insn.ts";
 import { CANON_HIGH, CANON_LOW, type CpuCore, gpFault, Vector, X86Fault } from "../x86/state.ts";
@@ -184,8 +184,35 @@ const hNative: Handler = (core: CpuCore, s: Slot): void => {
   const b = s.data as NativeBinding;
   const call = new Call(b, cpu);
   cpu.traceEvent("native", b.at, -1);
-  const r = b.fn(call);
+  // The return address must be readable before the body runs: a fault there is the
+  // `ret`'s, delivered with ip at the native, and the body must not run twice.
+  const sp0 = cpu.spValue();
+  if (cpu.bitness === 64) {
+    if (sp0 < CANON_LOW || sp0 >= CANON_HIGH) {
+      throw new X86Fault(Vector.SS, 0, 0, "non-canonical stack in native return");
+    }
+    cpu.read64(sp0);
+  } else cpu.read32(sp0);
+  let r: bigint | number | void;
+  try {
+    r = b.fn(call);
+  } catch (e) {
+    // Architectural faults are delivered; typed errors already name what is wrong. Any
+    // other host exception is a bug in the native: say which one, on which CPU.
+    if (e instanceof X86Fault || e instanceof TextpokeError) throw e;
+    throw new MachineError(
+      `Native ${b.name} at ${hexAddr(call.address)} on CPU ${cpu.index} threw: ${
+        e instanceof Error ? `${e.name}: ${e.message}` : String(e)
+      }`,
+      { cause: e },
+    );
+  }
   if (call.stopped) return;
+  if (typeof r === "number" && !Number.isSafeInteger(r)) {
+    throw new MachineError(
+      `Native ${b.name} at ${hexAddr(call.address)} returned ${r}, not an integer`,
+    );
+  }
   if (typeof r === "bigint" && r >= 0n && r <= 0xffffffffn) {
     // A 32-bit value (a 32-bit kernel's pointer): what the general case below does.
     cpu.lo[0] = Number(r) | 0;
