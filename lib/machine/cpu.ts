@@ -26,6 +26,14 @@
  * `aluBinary` computes the flags when {@link Cpu.flags} is next read; {@link Cpu.cond}
  * answers Jcc/SETcc/CMOVcc from the recorded operands when it can.
  *
+ * Single-step (RFLAGS.TF, Intel SDM Vol. 3, "Single-Step Exception Condition" in the
+ * debug chapter, and the table "Priority Among Concurrent Events"): an instruction that
+ * starts with TF = 1 is followed, once it completes, by a #DB trap (vector 1, no error
+ * code, the saved ip is the next instruction's), delivered in the same step as the
+ * instruction. Storing TF = 1 raises an attention bit, so with TF set the loop runs one
+ * instruction per step through its checked path and never a block, compiled block or
+ * stack run. Details are on {@link Cpu.flags}.
+ *
  * @module
  */
 
@@ -33,7 +41,7 @@ import { hexAddr, hexBytes, MachineError } from "../errors.ts";
 import { decodeInto } from "../x86/decode.ts";
 import { bindHandler, execute, Slot, storeFree, straightLine } from "../x86/execute.ts";
 import { aluBinary, aluOut, condition } from "../x86/alu.ts";
-import { IF } from "../x86/flags.ts";
+import { IF, TF } from "../x86/flags.ts";
 import { Op } from "../x86/insn.ts";
 import {
   CANON_HIGH,
@@ -61,6 +69,14 @@ const ATTN_SHADOW = 16;
 const ATTN_UNTIL = 32;
 /** The predecoded cache lost slots or the fetch TLB was dropped: a running block stops. */
 const ATTN_REFETCH = 64;
+/**
+ * RFLAGS.TF may be set: every step goes through `service()`, which single-steps.
+ * Raised by the flags setter whenever it stores TF = 1 (popf, iret, the register API);
+ * dropped by `service` once TF reads 0. While TF is 1 this bit is set, so no block,
+ * compiled block or stack run starts (they run only with `attn` 0), and an instruction
+ * that sets TF inside a block (popf, iret: never straight-line) ends that block.
+ */
+const ATTN_STEP = 128;
 /** Interpreted runs of a block before it is compiled. */
 const BLOCK_HOT = 64;
 
@@ -248,7 +264,34 @@ export class Cpu implements CpuCore {
     this.tss = { sp0: 0n, ss0: ds };
   }
 
-  /** RFLAGS as a number (bit 1 always set). Reading it computes pending lazy flags. */
+  /**
+   * RFLAGS as a number (bit 1 always set). Reading it computes pending lazy flags.
+   *
+   * Setting TF (bit 8) turns on single-stepping (Intel SDM Vol. 3, "Single-Step Exception
+   * Condition"): every instruction that *starts* with TF = 1 is followed by a #DB trap
+   * (vector 1, no error code, saved ip = the next instruction, pushed flags as they are
+   * after the instruction) taken in the same step, before any pending interrupt. So:
+   * - the instruction that sets TF (popf, iret, or this setter from the host) is not
+   *   trapped itself; the next instruction is (an instruction that clears TF is);
+   * - delivery of any exception or interrupt clears TF in the live flags but the pushed
+   *   copy keeps it, so the handler runs unstepped and its iret resumes stepping (the
+   *   instruction after that iret traps);
+   * - a fault has priority: the faulting instruction did not complete, the fault is
+   *   delivered and no #DB is taken for it (if the handler returns to it with TF = 1, its
+   *   re-execution is stepped);
+   * - `int3` / `int n` deliver their vector, which clears TF: no #DB follows them (the
+   *   SDM's note that debuggers must emulate INT n); the instruction after the handler's
+   *   iret traps;
+   * - `hlt` completes, then its #DB is taken at once and wakes the CPU (a debug exception
+   *   resumes a halted processor, SDM HLT): the saved ip is the instruction after hlt;
+   * - a native function bound to an address is one instruction: when TF was 1 as it was
+   *   entered, a #DB follows its return (saved ip = the return address), unless it
+   *   stopped the run;
+   * - a `rep` string instruction traps after each iteration (saved ip = itself until the
+   *   count runs out), because the executor runs one iteration per step.
+   * Not modelled: DR6 (no debug registers, so DR6.BS is not reported), the one-instruction
+   * suppression of #DB after `mov ss` / `pop ss`, and RF.
+   */
   get flags(): number {
     if (this.lzOp !== 0) {
       aluBinary(this.lzOp, this.lzSize, this.lzA, this.lzAh, this.lzB, this.lzBh, this.fl);
@@ -260,6 +303,8 @@ export class Cpu implements CpuCore {
   set flags(v: number) {
     this.lzOp = 0;
     this.fl = v;
+    // TF = 1: step one instruction at a time (see ATTN_STEP); cleared lazily by service().
+    if ((v & TF) !== 0) this.attn |= ATTN_STEP;
   }
 
   /**
@@ -1359,6 +1404,7 @@ export class Cpu implements CpuCore {
       (this.pendingIrq.length !== 0 ? ATTN_IRQ : 0) |
       (this.traceCap !== 0 ? ATTN_TRACE : 0) |
       (this.untilIp === this.untilIp ? ATTN_UNTIL : 0) |
+      ((this.fl & TF) !== 0 ? ATTN_STEP : 0) |
       (this.attn & (ATTN_SHADOW | ATTN_REFETCH));
   }
 
@@ -1422,7 +1468,46 @@ export class Cpu implements CpuCore {
       return 2;
     }
     if (this.traceCap !== 0) this.traceEvent("insn", this.ip, -1);
+    if ((this.attn & ATTN_STEP) !== 0) {
+      // TF lives in `fl` (lazy flags cover only the arithmetic bits).
+      if ((this.fl & TF) !== 0) {
+        this.singleStep();
+        return 1;
+      }
+      this.attn &= ~ATTN_STEP;
+    }
     return 0;
+  }
+
+  /**
+   * Runs the instruction at the ip, which starts with TF = 1, and then takes the
+   * single-step #DB trap unless the instruction faulted (the fault is delivered instead),
+   * delivered a software interrupt (`int3`, `int n`: TF is cleared and no trap follows)
+   * or stopped the run (a native's stop). One step in all. See {@link Cpu.flags}.
+   */
+  private singleStep(): void {
+    const ip = this.ip;
+    const off = ip - this.fBase;
+    let s = off >= 0 && off < PAGE ? this.fSlots[off] : undefined;
+    try {
+      if (s === undefined) s = this.fetchSlow(ip);
+      execute(this, s);
+    } catch (e) {
+      if (!(e instanceof X86Fault)) throw e;
+      this.ip = ip;
+      this.exception(e);
+      return;
+    }
+    if (s.op === Op.INT3 || s.op === Op.INT || this.stopKind !== "") return;
+    // A trap after hlt wakes the CPU; the saved ip is the instruction after it.
+    this.haltedFlag = false;
+    this.updateAttn();
+    try {
+      deliver(this, Vector.DB, -1, this.ip, false);
+    } catch (e) {
+      if (!(e instanceof X86Fault)) throw e;
+      this.exception(e);
+    }
   }
 
   /**
