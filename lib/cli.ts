@@ -23,7 +23,8 @@ import {
 } from "./experiments/experiment.ts";
 import { formatTable } from "./experiments/report.ts";
 import { formatKernelReport, kernelReport } from "./image/report.ts";
-import { TextpokeError } from "./errors.ts";
+import { ImageError, TextpokeError } from "./errors.ts";
+import { parseSystemMap } from "./image/system_map.ts";
 import { type Arch, PROPOSALS } from "./proposals/proposals.ts";
 import type { FetchMode } from "./machine/smp.ts";
 
@@ -33,6 +34,9 @@ export const DEMO_DEFAULTS: { cpus: number; seed: number; mode: FetchMode } = {
   seed: 1,
   mode: "torn",
 };
+
+/** The flags `--kernel` goes with; the others only shape the demo's table. */
+const KERNEL_FLAGS = ["--cpus", "--seed", "--json", "--system-map"] as const;
 
 const USAGE = `Usage: deno task demo [options]
 
@@ -55,8 +59,9 @@ Options:
   --kernel <path>      instead: load a real kernel (vmlinux with symbols, or a bzImage
                        with --system-map), patch its ftrace and static_call sites on a
                        --cpus machine and print the report (--json: the record);
+                       takes only ${KERNEL_FLAGS.join(", ")};
                        \`deno task fetch-kernel\` downloads Debian's
-  --system-map <path>  the System.map that goes with a bzImage
+  --system-map <path>  the System.map that goes with a bzImage (with --kernel only)
   -h, --help           this text
 `;
 
@@ -127,7 +132,8 @@ export function parseDemoArgs(argv: readonly string[]): DemoArgs {
   let parsed;
   try {
     parsed = parseArgs({
-      args: argv.slice(),
+      // `deno task demo -- --json` passes the "--" on: the flags after it are still flags.
+      args: argv[0] === "--" ? argv.slice(1) : argv.slice(),
       strict: true,
       allowPositionals: false,
       options: {
@@ -148,6 +154,21 @@ export function parseDemoArgs(argv: readonly string[]): DemoArgs {
     throw new UsageError(e instanceof Error ? e.message : String(e));
   }
   const v = parsed.values;
+  if (v.kernel !== undefined) {
+    const demoOnly = (["proposal", "scenario", "arch", "mode", "transitions"] as const)
+      .filter((k) => v[k] !== undefined).map((k) => `--${k}`);
+    if (demoOnly.length > 0) {
+      throw new UsageError(
+        `${demoOnly.join(", ")} cannot be used with --kernel: ${
+          demoOnly.length === 1 ? "it shapes" : "they shape"
+        } the demo's table, and the real-kernel report takes only ${KERNEL_FLAGS.join(", ")}`,
+      );
+    }
+  } else if (v["system-map"] !== undefined) {
+    throw new UsageError(
+      "--system-map needs --kernel: it is the System.map of the bzImage given with --kernel",
+    );
+  }
   const mode = v.mode ?? DEMO_DEFAULTS.mode;
   if (!(FETCH_MODES as readonly string[]).includes(mode)) {
     throw new UsageError(`Unknown mode "${mode}"; known: ${FETCH_MODES.join(", ")}`);
@@ -210,7 +231,8 @@ function bar(done: number, total: number, label: string): string {
  * The CLI: parse, run, print. Returns the exit code.
  *
  * @param argv Arguments.
- * @returns 0, or 2 for a bad command line.
+ * @returns 0; 1 when the --kernel or --system-map file cannot be read or loaded; 2 for a
+ *   bad command line.
  */
 export function main(argv: readonly string[]): number {
   const enc = new TextEncoder();
@@ -241,21 +263,47 @@ export function main(argv: readonly string[]): number {
   return 0;
 }
 
+/** A file the CLI could not read: `path: reason`, without Deno's repeat of the path. */
+class FileError extends Error {}
+
+function readFile<T>(path: string, read: (path: string) => T): T {
+  try {
+    return read(path);
+  } catch (e) {
+    const msg = e instanceof Error ? e.message : String(e);
+    // Deno says "Is a directory (os error 21): readfile '/tmp'"; the path comes first here.
+    throw new FileError(`${path}: ${msg.replace(/: [a-z_]+ '.*'$/, "")}`, { cause: e });
+  }
+}
+
 /** `--kernel PATH`: the real-kernel report (reading files is the CLI's job, not lib/image's). */
 function kernelMain(args: DemoArgs, enc: TextEncoder): number {
   const path = args.kernel!;
+  const mapPath = args.systemMap;
   let text: string;
   try {
-    const rec = kernelReport(Deno.readFileSync(path), {
+    const bytes = readFile(path, Deno.readFileSync);
+    let systemMap: string | undefined;
+    if (mapPath !== undefined) {
+      systemMap = readFile(mapPath, Deno.readTextFileSync);
+      // lib/image names the kernel in a System.map's errors: check it here, under its own name.
+      parseSystemMap(systemMap, mapPath);
+    }
+    const rec = kernelReport(bytes, {
       name: path,
       cpus: args.cpus,
       seed: args.seed,
-      ...(args.systemMap ? { systemMap: Deno.readTextFileSync(args.systemMap) } : {}),
+      ...(systemMap !== undefined ? { systemMap } : {}),
     });
     text = args.json ? JSON.stringify(rec, null, 2) + "\n" : formatKernelReport(rec);
   } catch (e) {
-    if (!(e instanceof TextpokeError) && !(e instanceof Deno.errors.NotFound)) throw e;
-    Deno.stderr.writeSync(enc.encode(`error: ${(e as Error).message}\n`));
+    if (!(e instanceof TextpokeError) && !(e instanceof FileError)) throw e;
+    let msg = e.message;
+    if (e instanceof ImageError && mapPath === undefined) {
+      // lib/image asks for its option; on the command line that is the flag.
+      msg = msg.replace(/\(options\.systemMap\)$/, "with --system-map PATH");
+    }
+    Deno.stderr.writeSync(enc.encode(`error: ${msg}\n`));
     return 1;
   }
   const bytes = enc.encode(text);

@@ -3,6 +3,12 @@ import { DEMO_DEFAULTS, parseDemoArgs, runDemo, UsageError } from "../lib/cli.ts
 import { formatTable, verdict } from "../lib/experiments/report.ts";
 import { ARCHES, SCENARIOS } from "../lib/experiments/experiment.ts";
 import { PROPOSALS } from "../lib/proposals/proposals.ts";
+import {
+  lz4LegacyPayload,
+  syntheticBzImage,
+  syntheticSystemMap,
+  syntheticVmlinux,
+} from "./_synthetic_kernel.ts";
 
 const ROOT = new URL("../", import.meta.url);
 
@@ -166,4 +172,170 @@ Deno.test("the demo CLI runs every proposal, scenario and arch with the defaults
   );
   assert.equal(rows.length, PROPOSALS.length * SCENARIOS.length * ARCHES.length);
   assert.equal(r.stdout.split("\n").filter((l) => l.startsWith("  => ")).length, PROPOSALS.length);
+});
+
+/** A temporary folder with a synthetic bzImage and ELF (no .symtab) and the bzImage's map. */
+function kernelFiles(): { dir: string; bz: string; elf: string; map: string; bad: string } {
+  const dir = Deno.makeTempDirSync({ prefix: "textpoke_cli_" });
+  const f = { dir, bz: `${dir}/vmlinuz`, elf: `${dir}/vmlinux`, map: `${dir}/System.map`, bad: "" };
+  const vmlinux = syntheticVmlinux({ noSymtab: true });
+  Deno.writeFileSync(f.bz, syntheticBzImage(lz4LegacyPayload(vmlinux)));
+  Deno.writeFileSync(f.elf, vmlinux);
+  Deno.writeTextFileSync(f.map, syntheticSystemMap());
+  f.bad = `${dir}/notes.md`;
+  Deno.writeTextFileSync(f.bad, "# not a map\nffffffff81000000 T _text\n");
+  return f;
+}
+
+Deno.test("the demo CLI reports an unreadable --kernel or --system-map in one line with code 1", () => {
+  const f = kernelFiles();
+  try {
+    const r = demo(["--kernel", f.dir]);
+    assert.equal(r.stderr, `error: ${f.dir}: Is a directory (os error 21)\n`);
+    assert.equal(r.code, 1);
+    assert.equal(r.stdout, "");
+    const missing = `${f.dir}/nope`;
+    const n = demo(["--kernel", missing]);
+    assert.equal(n.stderr, `error: ${missing}: No such file or directory (os error 2)\n`);
+    assert.equal(n.code, 1);
+    const m = demo(["--kernel", f.bz, "--system-map", f.dir]);
+    assert.equal(m.stderr, `error: ${f.dir}: Is a directory (os error 21)\n`);
+    assert.equal(m.code, 1);
+  } finally {
+    Deno.removeSync(f.dir, { recursive: true });
+  }
+});
+
+Deno.test("the demo CLI asks for --system-map PATH when the --kernel has no symbol table", () => {
+  const f = kernelFiles();
+  try {
+    const r = demo(["--kernel", f.bz]);
+    assert.equal(
+      r.stderr,
+      `error: ${f.bz}: a bzImage payload has no symbol table: pass its System.map with --system-map PATH\n`,
+    );
+    assert.equal(r.code, 1);
+    assert.equal(r.stdout, "");
+    const e = demo(["--kernel", f.elf]);
+    assert.equal(
+      e.stderr,
+      `error: ${f.elf}: the ELF image has no symbol table (.symtab): pass a System.map with --system-map PATH\n`,
+    );
+    assert.equal(e.code, 1);
+  } finally {
+    Deno.removeSync(f.dir, { recursive: true });
+  }
+});
+
+Deno.test("the demo CLI names the --system-map file, not the kernel, for a malformed map", () => {
+  const f = kernelFiles();
+  try {
+    const r = demo(["--kernel", f.bz, "--system-map", f.bad]);
+    assert.equal(r.stderr, `error: ${f.bad}: line 1 is not "address type name": # not a map\n`);
+    assert.equal(r.code, 1);
+    assert.equal(r.stdout, "");
+  } finally {
+    Deno.removeSync(f.dir, { recursive: true });
+  }
+});
+
+Deno.test("the demo CLI reports on a bzImage with its --system-map, --cpus, --seed and --json", () => {
+  const f = kernelFiles();
+  try {
+    const r = demo([
+      "--kernel",
+      f.bz,
+      "--system-map",
+      f.map,
+      "--cpus",
+      "3",
+      "--seed",
+      "5",
+      "--json",
+    ]);
+    assert.equal(r.code, 0, r.stderr);
+    const rec = JSON.parse(r.stdout);
+    assert.equal(rec.file, f.bz);
+    assert.equal(rec.format, "bzImage");
+    assert.equal(rec.patch.cpus, 3);
+    assert.equal(rec.patch.seed, 5);
+  } finally {
+    Deno.removeSync(f.dir, { recursive: true });
+  }
+});
+
+Deno.test("parseDemoArgs() refuses the demo's flags with --kernel and --system-map without it", () => {
+  const only = "the real-kernel report takes only --cpus, --seed, --json, --system-map";
+  for (
+    const [argv, message] of [
+      [
+        ["--kernel", "k", "--proposal", "nop-skip"],
+        `--proposal cannot be used with --kernel: it shapes the demo's table, and ${only}`,
+      ],
+      [
+        ["--scenario", "static-call-update", "--kernel", "k", "--arch", "x86-32"],
+        `--scenario, --arch cannot be used with --kernel: they shape the demo's table, and ${only}`,
+      ],
+      [
+        ["--kernel", "k", "--transitions", "3", "--mode", "stale"],
+        `--mode, --transitions cannot be used with --kernel: they shape the demo's table, and ${only}`,
+      ],
+      [
+        ["--system-map", "m"],
+        "--system-map needs --kernel: it is the System.map of the bzImage given with --kernel",
+      ],
+    ] as const
+  ) {
+    assert.throws(() => parseDemoArgs(argv), { name: "Error", message }, argv.join(" "));
+    assert.throws(() => parseDemoArgs(argv), UsageError, argv.join(" "));
+  }
+  // `deno task demo -- …` hands the script a leading "--".
+  const k = parseDemoArgs([
+    "--",
+    "--kernel",
+    "k",
+    "--system-map",
+    "m",
+    "--cpus",
+    "3",
+    "--seed",
+    "2",
+  ]);
+  assert.deepEqual([k.kernel, k.systemMap, k.cpus, k.seed], ["k", "m", 3, 2]);
+});
+
+Deno.test("the demo CLI exits with code 2 and runs nothing for a flag --kernel does not take", () => {
+  const f = kernelFiles();
+  try {
+    const r = demo(["--system-map", f.map, "--proposal", "nop-skip", "--transitions", "2"]);
+    assert.equal(r.code, 2);
+    assert.equal(r.stdout, "");
+    assert.ok(
+      r.stderr.startsWith(
+        "error: --system-map needs --kernel: it is the System.map of the bzImage given with --kernel\n\nUsage: deno task demo",
+      ),
+      r.stderr,
+    );
+    assert.doesNotMatch(r.stderr, /\[[#.]+\]/);
+    const k = demo(["--kernel", f.bz, "--system-map", f.map, "--mode", "stale"]);
+    assert.equal(k.code, 2);
+    assert.equal(k.stdout, "");
+    assert.match(
+      k.stderr,
+      /^error: --mode cannot be used with --kernel: it shapes the demo's table/,
+    );
+  } finally {
+    Deno.removeSync(f.dir, { recursive: true });
+  }
+});
+
+Deno.test("the demo CLI's --help says which flags go with --kernel", () => {
+  const r = demo(["--help"]);
+  assert.equal(r.code, 0);
+  assert.match(r.stdout, /takes only --cpus, --seed, --json, --system-map;/);
+  assert.ok(
+    r.stdout.includes(
+      "--system-map <path>  the System.map that goes with a bzImage (with --kernel only)",
+    ),
+  );
 });
