@@ -29,6 +29,7 @@ export type FetchMode = "coherent" | "stale" | "torn";
 export const CACHE_LINE_SIZE = 64;
 /** The longest x86 instruction. */
 export const MAX_INSN_SIZE = 15;
+const EMPTY = new Uint8Array(0);
 /** Linux's CALL_FUNCTION_VECTOR: the IPI that {@link Smp.onEachCpu} sends. */
 export const CALL_FUNCTION_VECTOR = 0xfb;
 /** The NMI vector. */
@@ -500,6 +501,11 @@ export class Smp {
   readonly #diff = new Int32Array(MAX_INSN_SIZE);
   /** The bytes of the last torn fetch (for the ring's retire record). */
   #tornBytes: Uint8Array | null = null;
+  /**
+   * Per CPU, while the trace ring is on: the bytes each instruction had when the CPU
+   * last decoded it, by ip ({@link Smp.noteDecode}), i.e. what its predecoded copy holds.
+   */
+  readonly #decoded: Map<number, Uint8Array>[];
 
   /**
    * Creates the SMP layer of a machine (see `attachSmp` for a {@link SmpHost} over a
@@ -536,6 +542,7 @@ export class Smp {
     this.#half = new Array<{ address: number; bytes: Uint8Array } | null>(n).fill(null);
     this.#attn = new Uint8Array(n);
     this.#runnable = new Uint8Array(n);
+    this.#decoded = Array.from({ length: n }, () => new Map<number, Uint8Array>());
   }
 
   #checkCpu(cpu: number, what: string): void {
@@ -870,6 +877,36 @@ export class Smp {
   }
 
   /**
+   * Whether the host should report decodes with {@link Smp.noteDecode}: only while the
+   * trace ring is on (the hash does not need the bytes, so the plain path skips it).
+   *
+   * @returns True when the ring records retired instructions.
+   */
+  get wantsDecodes(): boolean {
+    return this.trace.capacity !== 0;
+  }
+
+  /**
+   * The host calls this when `cpu` decodes the instruction at `ip` from
+   * `bytes[offset..]` (a fetch that missed the CPU's predecoded cache; torn bytes
+   * included), while {@link Smp.wantsDecodes}. The ring's retire records at `ip` then
+   * show these bytes for as long as the CPU executes that decoded copy, even after
+   * another CPU changed memory under it (`stale`), until it decodes `ip` again.
+   * Without these reports a retire record shows memory as it was before the step (or
+   * the torn bytes of that step's fetch).
+   *
+   * @param cpu The decoding CPU.
+   * @param ip Its instruction pointer (internal number form, as {@link SmpHost.ip}).
+   * @param bytes The bytes decoded (a frame, or a buffer).
+   * @param offset Offset of the instruction's first byte in `bytes`.
+   */
+  noteDecode(cpu: number, ip: number, bytes: Uint8Array, offset: number): void {
+    if (this.trace.capacity === 0) return;
+    const end = Math.min(bytes.length, offset + MAX_INSN_SIZE);
+    this.#decoded[cpu]!.set(ip, bytes.slice(offset, end));
+  }
+
+  /**
    * The host calls this from the data-store path of an instruction: returns how many
    * leading bytes to write now; the rest becomes visible at the writer's next step (see
    * the class documentation). Returns the whole length when the store is locked, fits in
@@ -1061,12 +1098,18 @@ export class Smp {
       trace.retire(c, ip | 0, 0, null, 0, 0);
       return st === StepStatus.RAN ? null : this.#status(c, st);
     }
-    // Ring on: the bytes at ip before the step (a store by the instruction itself must
-    // not show), or the torn bytes when this step's fetch tore.
-    let bytes = this.#bytesAt(ip);
+    // Ring on: the bytes the CPU executed. The torn bytes when this step's fetch tore;
+    // else the bytes it decoded at ip (noteDecode, before executing: a store by the
+    // instruction itself does not show), which its predecoded copy still holds when
+    // memory changed since (stale); else, for a host that reports no decodes, memory
+    // at ip before the step. When ip was decoded before, the step either runs that copy
+    // or decodes ip again, so the memory read is only needed for an unknown ip.
+    const decoded = this.#decoded[c]!;
+    let bytes = decoded.has(ip) ? EMPTY : this.#bytesAt(ip);
     this.#tornBytes = null;
     const st = host.stepCpu(c);
     if (this.#tornBytes !== null) bytes = this.#tornBytes;
+    else bytes = decoded.get(ip) ?? bytes;
     trace.retire(
       c,
       ip | 0,

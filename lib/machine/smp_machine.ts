@@ -237,6 +237,9 @@ export function attachSmp(machine: Machine, options: SmpMachineOptions = {}): Sm
     cpu.decodeHook = decodeInto;
     cpu.flushCode(); // a previous layer's torn copies must not survive
   }
+  // With the trace ring on, every decode is reported so retire records show the bytes
+  // each CPU decoded (a stale copy keeps its old bytes); the plain path keeps decodeInto.
+  const noteDecodes = smp.wantsDecodes;
   if (smp.fetch === "torn") {
     for (const cpu of machine.cpus) {
       const index = cpu.index;
@@ -247,11 +250,21 @@ export function attachSmp(machine: Machine, options: SmpMachineOptions = {}): Sm
             const view = smp.fetchView(index, frame * PAGE_SIZE + offset, bytes, offset);
             if (view !== null) {
               decodeInto(out, view, 0, bitness);
+              if (noteDecodes) smp.noteDecode(index, cpu.ip, view, 0);
               return;
             }
           }
         }
         decodeInto(out, bytes, offset, bitness);
+        if (noteDecodes) smp.noteDecode(index, cpu.ip, bytes, offset);
+      };
+    }
+  } else if (noteDecodes) {
+    for (const cpu of machine.cpus) {
+      const index = cpu.index;
+      cpu.decodeHook = (out, bytes, offset, bitness) => {
+        decodeInto(out, bytes, offset, bitness);
+        smp.noteDecode(index, cpu.ip, bytes, offset);
       };
     }
   }

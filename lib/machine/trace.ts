@@ -88,7 +88,11 @@ export interface RetireRecord {
   kind: "retire";
   /** Address of the instruction. */
   ip: bigint;
-  /** Its bytes (as executed: stale or torn bytes when the fetch model said so). */
+  /**
+   * Its bytes as the CPU executed them (at most 16): those of the copy it decoded, so in
+   * the `stale` fetch mode the old bytes of a predecoded instruction it still runs after
+   * another CPU rewrote it, in `torn` mode the torn mix; otherwise memory at `ip`.
+   */
   bytes: number[];
 }
 
