@@ -166,11 +166,11 @@ Deno.test("runExperiment() with gap-plain-offset in torn mode tears a straddling
           mode: "torn",
           timelines: true,
         });
-        torn += plain.other + plain.crashed;
-        assert.equal(plain.skipped, 0, brief(plain));
-        // Only sites whose rel32 straddles a 64-byte line can be read half written.
+        torn += plain.other + plain.crashed + plain.skipped;
+        // Only sites whose rel32 straddles a 64-byte line can be read half written. A torn
+        // call can also land on a bare ret (`__fentry__`) and so skip the call.
         for (const e of plain.timelines!.flat()) {
-          if (e.class === "crashed" || e.class === "other") {
+          if (e.class === "crashed" || e.class === "other" || e.class === "skipped") {
             assert.ok(rel32Straddles(e.site), `${brief(plain)}: ${e.site.toString(16)} ${e.why}`);
           }
         }

@@ -385,7 +385,7 @@ export class Ftrace {
    * `ftrace_set_filter` + update: replace an ops' filter and move the affected sites.
    *
    * @param ops The ops.
-   * @param filter New filter (null: every function).
+   * @param filter New filter (null or empty: every function, as an empty filter_hash).
    * @param run Performs each batch.
    * @returns A generator.
    * @throws {PatchError} On the first `next()`, before the filter changes, if the ops is

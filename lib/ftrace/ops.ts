@@ -40,7 +40,10 @@ export type FtraceFunc = (
 export interface FtraceOpsOptions {
   /** Flags ({@link FTRACE_OPS_FL_SAVE_REGS}, {@link FTRACE_OPS_FL_IPMODIFY}). */
   flags?: number;
-  /** Traced functions (fentry site addresses) it wants; default: every function. */
+  /**
+   * Traced functions (fentry site addresses) it wants. Absent or empty: every function,
+   * as an ftrace_ops whose `filter_hash` is empty traces every function in the kernel.
+   */
   filter?: Iterable<bigint>;
   /** Give it its own trampoline when it is the only ops on a function (default true). */
   trampoline?: boolean;
@@ -65,7 +68,11 @@ export class FtraceOps {
   readonly func: FtraceFunc;
   /** Flags. */
   flags: number;
-  /** Filter (`filter_hash`): null means every traced function. */
+  /**
+   * Filter (`filter_hash`): null or an empty set means every traced function (the
+   * constructor turns an empty filter into null). There is no "no function" filter, as in
+   * the kernel: an ops that should trace nothing is not registered.
+   */
   filter: Set<bigint> | null;
   /** Whether it gets a per-ops trampoline when alone on a function. */
   readonly wantsTrampoline: boolean;
@@ -95,7 +102,8 @@ export class FtraceOps {
     this.name = name;
     this.func = func;
     this.flags = options.flags ?? 0;
-    this.filter = options.filter === undefined ? null : new Set(options.filter);
+    const filter = options.filter === undefined ? null : new Set(options.filter);
+    this.filter = filter === null || filter.size === 0 ? null : filter;
     this.wantsTrampoline = options.trampoline ?? true;
   }
 
@@ -108,9 +116,9 @@ export class FtraceOps {
    * `ftrace_ops_test`: does this ops trace the function whose fentry site is `ip`?
    *
    * @param ip The fentry site.
-   * @returns True when the filter is empty (all) or contains it.
+   * @returns True when the filter is null or empty (every function) or contains `ip`.
    */
   matches(ip: bigint): boolean {
-    return this.filter === null || this.filter.has(ip);
+    return this.filter === null || this.filter.size === 0 || this.filter.has(ip);
   }
 }

@@ -14,8 +14,14 @@
  * ss, `regs->sp` as the traced function saw it, `regs->ip` = the return address into the
  * traced function) and after the callback returns through `regs->ip` (an IPMODIFY ops —
  * livepatch — redirects the function by changing it) and restores every register from
- * pt_regs. `ftrace_caller` saves only the argument and scratch registers and passes
- * `regs = NULL`.
+ * pt_regs. It keeps the caller's flags as the kernel does: they are saved before the
+ * trampoline's first flag-changing instruction (x86-64: `pushfq` first, then the frame, as
+ * v5.1 `ftrace_64.S`; x86-32: the frame is made and freed with `lea`, as v5.1
+ * `ftrace_32.S` makes and frees it with pushes, pops and `lea`), copied into
+ * `regs->flags`, and after the callback `regs->flags` is what `popfq` / `popfl` restores,
+ * so the handler sees the caller's flags and the traced function gets them back.
+ * `ftrace_caller` saves only the argument and scratch registers, passes `regs = NULL` and,
+ * like the kernel's, does not keep the flags.
  *
  * One addition the kernel does not have: every trampoline begins with `call
  * __probe_<name>`, a native that records which CPU entered it from which call site and
@@ -51,18 +57,31 @@ export interface CallerOptions {
   probe?: string;
 }
 
-/** Size of the register frame both trampolines reserve (a struct pt_regs). */
+/**
+ * Size of the register frame both trampolines reserve (a struct pt_regs). On x86-64
+ * `ftrace_regs_caller` pushes the flags word above it first.
+ *
+ * @param bitness 32 or 64.
+ * @returns 168 (x86-64) or 68 (x86-32).
+ */
 export function frameSize(bitness: 32 | 64): number {
   return bitness === 64 ? 168 : 68;
 }
 
 function caller64(o: CallerOptions): string {
   const F = 168;
+  // ftrace_regs_caller keeps the caller's flags in one more word, pushed before the frame
+  // (the kernel's `pushfq; save_mcount_regs 8`): the return address is then that much higher.
+  const X = o.regs ? 8 : 0;
   const probe = o.probe ?? `__probe_${o.name}`;
   const target = o.initialTarget ?? "ftrace_stub";
   const loadOps = "variable" in o.ops
     ? `\tmovq\t${o.ops.variable}, %rdx\t\t/* function_trace_op */`
     : `\tmovq\t$${o.ops.constant}, %rdx\t\t/* this trampoline's ops */`;
+  const saveFlags = o.regs
+    ? `
+	pushfq					/* the caller's flags, before any arithmetic here */`
+    : "";
   const saveAll = o.regs
     ? `
 	movq	%r15, 0(%rsp)
@@ -71,20 +90,22 @@ function caller64(o: CallerOptions): string {
 	movq	%r12, 24(%rsp)
 	movq	%rbp, 32(%rsp)
 	movq	%rbx, 40(%rsp)
-	pushfq
-	popq	%rax
+	movq	${F}(%rsp), %rax		/* the flags pushed on entry */
 	movq	%rax, 144(%rsp)			/* regs->flags */
 	movq	$0x10, 136(%rsp)		/* regs->cs = __KERNEL_CS */
 	movq	$0x18, 160(%rsp)		/* regs->ss = __KERNEL_DS */
-	leaq	${F + 8}(%rsp), %rax
+	leaq	${F + X + 8}(%rsp), %rax
 	movq	%rax, 152(%rsp)			/* regs->sp as the traced function saw it */
 	movq	$-1, 120(%rsp)			/* orig_ax */`
     : "";
   const restoreAll = o.regs
     ? `
+	/* regs->flags back into the word popfq restores (a handler may change them) */
+	movq	144(%rsp), %rax
+	movq	%rax, ${F}(%rsp)
 	/* IPMODIFY: return through regs->ip (livepatch changes it) */
 	movq	128(%rsp), %rax
-	movq	%rax, ${F}(%rsp)
+	movq	%rax, ${F + X}(%rsp)
 	movq	0(%rsp), %r15
 	movq	8(%rsp), %r14
 	movq	16(%rsp), %r13
@@ -92,9 +113,13 @@ function caller64(o: CallerOptions): string {
 	movq	32(%rsp), %rbp
 	movq	40(%rsp), %rbx`
     : "";
+  const restoreFlags = o.regs
+    ? `
+	popfq					/* the caller's flags (or the handler's regs->flags) */`
+    : "";
   return `
 ${o.name}:
-	call	${probe}
+	call	${probe}${saveFlags}
 	subq	$${F}, %rsp			/* struct pt_regs */
 	movq	%rax, 80(%rsp)
 	movq	%rcx, 88(%rsp)
@@ -105,11 +130,11 @@ ${o.name}:
 	movq	%r9, 64(%rsp)
 	movq	%r10, 56(%rsp)
 	movq	%r11, 48(%rsp)${saveAll}
-	movq	${F}(%rsp), %rax		/* return address into the traced function */
+	movq	${F + X}(%rsp), %rax		/* return address into the traced function */
 	movq	%rax, 128(%rsp)			/* regs->ip */
 	movq	%rax, %rdi
 	subq	$${MCOUNT_INSN_SIZE}, %rdi	/* ip: the fentry site */
-	movq	${F + 8}(%rsp), %rsi		/* parent_ip */
+	movq	${F + X + 8}(%rsp), %rsi		/* parent_ip */
 ${loadOps}
 	${o.regs ? "movq\t%rsp, %rcx\t\t\t/* regs */" : "xorl\t%ecx, %ecx\t\t\t/* regs = NULL */"}
 ${o.callLabel}:
@@ -123,7 +148,7 @@ ${o.callLabel}:
 	movq	64(%rsp), %r9
 	movq	56(%rsp), %r10
 	movq	48(%rsp), %r11
-	addq	$${F}, %rsp
+	addq	$${F}, %rsp${restoreFlags}
 	ret
 `;
 }
@@ -135,20 +160,29 @@ function caller32(o: CallerOptions): string {
   const loadOps = "variable" in o.ops
     ? `\tmovl\t${o.ops.variable}, %ecx\t\t/* function_trace_op */`
     : `\tmovl\t$${o.ops.constant}, %ecx\t\t/* this trampoline's ops */`;
+  // ftrace_regs_caller must not change the flags before pushfl has taken them nor after
+  // popfl has put them back (v5.1 ftrace_32.S builds the frame with pushes and frees it
+  // with lea): here lea moves %esp, where ftrace_caller uses sub and add.
+  const open = o.regs
+    ? `leal\t-${F}(%esp), %esp\t\t/* struct pt_regs; lea leaves the flags alone */`
+    : `subl\t$${F}, %esp\t\t\t/* struct pt_regs */`;
+  const close = o.regs
+    ? `leal\t${F}(%esp), %esp\t\t/* lea: the restored flags stay */`
+    : `addl\t$${F}, %esp`;
   const saveAll = o.regs
     ? `
 	movl	%ebx, 0(%esp)
 	movl	%esi, 12(%esp)
 	movl	%edi, 16(%esp)
 	movl	%ebp, 20(%esp)
+	pushfl					/* the caller's flags: nothing here has changed them */
+	popl	%eax
+	movl	%eax, 56(%esp)			/* regs->flags */
 	movl	$0x7b, 28(%esp)			/* ds */
 	movl	$0x7b, 32(%esp)			/* es */
 	movl	$0, 36(%esp)			/* fs */
 	movl	$0, 40(%esp)			/* gs */
 	movl	$-1, 44(%esp)			/* orig_ax */
-	pushfl
-	popl	%eax
-	movl	%eax, 56(%esp)			/* regs->flags */
 	movl	$0x60, 52(%esp)			/* regs->cs = __KERNEL_CS */
 	movl	$0x68, 64(%esp)			/* regs->ss = __KERNEL_DS */
 	leal	${F + 4}(%esp), %eax
@@ -156,6 +190,8 @@ function caller32(o: CallerOptions): string {
     : "";
   const restoreAll = o.regs
     ? `
+	pushl	56(%esp)			/* regs->flags (a handler may change them) */
+	popfl					/* ... are the flags from here on */
 	/* IPMODIFY: return through regs->ip (livepatch changes it) */
 	movl	48(%esp), %eax
 	movl	%eax, ${F}(%esp)
@@ -167,7 +203,7 @@ function caller32(o: CallerOptions): string {
   return `
 ${o.name}:
 	call	${probe}
-	subl	$${F}, %esp			/* struct pt_regs */
+	${open}
 	movl	%eax, 24(%esp)
 	movl	%ecx, 4(%esp)
 	movl	%edx, 8(%esp)${saveAll}
@@ -187,7 +223,7 @@ ${o.callLabel}:
 	movl	24(%esp), %eax
 	movl	4(%esp), %ecx
 	movl	8(%esp), %edx
-	addl	$${F}, %esp
+	${close}
 	ret
 `;
 }
@@ -230,7 +266,9 @@ export interface TracedFunctionOptions {
  * The AT&T source of a traced function: aligned so that it starts `lineOffset` bytes
  * into a 64-byte line (padding with int3, as the kernel pads), then `call __fentry__`
  * (the 5-byte site ftrace patches), then `call <body>` with the arguments untouched,
- * then `ret`. With `lineOffset` 60–63 the site's rel32 straddles the line.
+ * then `ret`. With `lineOffset` 60–62 the site's rel32 straddles the line (see
+ * {@link rel32Straddles}); at 63 only the opcode is in the line and the rel32 lies wholly
+ * in the next one.
  *
  * @param options Name, line offset, body symbol.
  * @returns The source (defines `name`).

@@ -37,7 +37,10 @@ export interface KlpFunc {
 export interface KlpFuncDef {
   /** Name (a symbol name). */
   name: string;
-  /** Offset of the old function in its 64-byte line (60–63: the rel32 straddles). */
+  /**
+   * Offset of the old function in its 64-byte line (60–62: the rel32 straddles; at 63 it
+   * lies wholly in the next line).
+   */
   lineOffset?: number;
   /** Called (with the CPU and the first argument) when the old body runs. */
   onOld?: (cpu: number, arg: bigint) => void;
@@ -88,7 +91,10 @@ export class Livepatch {
         if (f === undefined || regs === null) return;
         regs.ip = f.new;
       },
-      { flags: FTRACE_OPS_FL_SAVE_REGS | FTRACE_OPS_FL_IPMODIFY, filter: [] },
+      // No filter yet: enable() sets it to the patched functions before registering, as
+      // klp_patch_func calls ftrace_set_filter_ip before register_ftrace_function (an
+      // ops registered with an empty filter would trace every function).
+      { flags: FTRACE_OPS_FL_SAVE_REGS | FTRACE_OPS_FL_IPMODIFY },
     );
   }
 
@@ -133,13 +139,21 @@ export class Livepatch {
   }
 
   /**
-   * `klp_enable_patch`: register the ops on every patched function.
+   * `klp_enable_patch`: set the ops' filter to the patched functions
+   * (`ftrace_set_filter_ip`), then register it.
    *
    * @param run Performs each batch.
    * @returns A generator.
+   * @throws {PatchError} On the first `next()`, before anything changes, if the patch is
+   *   already enabled or has no functions (an empty filter would trace every function).
    */
   *enable(run: BatchRunner): Generator<unknown, void, unknown> {
     if (this.#enabled) throw new PatchError(`Livepatch ${this.ops.name} is already enabled`);
+    if (this.funcs.length === 0) {
+      throw new PatchError(
+        `Livepatch ${this.ops.name} has no functions (loadFunctions() first): registering its ops with an empty filter would trace every function`,
+      );
+    }
     this.ops.filter = new Set(this.funcs.map((f) => f.old));
     this.#enabled = true;
     yield* this.ftrace.registerFtraceFunction(this.ops, run);
