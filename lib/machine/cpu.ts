@@ -1328,8 +1328,9 @@ export class Cpu implements CpuCore {
   }
 
   /**
-   * The slow path of instruction fetch: canonical check, native bindings, translation
-   * (#PF with I/D set for non-executable pages), then the predecoded slot of the
+   * The slow path of instruction fetch: canonical check, native bindings (checked like
+   * code at CPL 3 when their page is mapped), translation (#PF with I/D set for
+   * non-executable pages), then the predecoded slot of the
    * physical frame + offset, decoding on a miss. Instructions that cross a page are
    * decoded from both frames and not cached.
    * @param ip Internal address of the instruction.
@@ -1342,7 +1343,15 @@ export class Cpu implements CpuCore {
     const machine = this.machine;
     if (machine.natives.size !== 0) {
       const n = machine.natives.get(ip);
-      if (n !== undefined) return n.slot;
+      if (n !== undefined) {
+        // A native in a mapped page is fetched like the code there at CPL 3: the same
+        // #PF (U/S, present, execute) as an ordinary fetch. At CPL 0, and at addresses
+        // with no mapping (allowed: see Machine.bindNative), it runs without translation.
+        if (this.cplValue === 3 && machine.memory.pages.has(Math.floor(ip / PAGE))) {
+          this.translate(ip, FETCH, true);
+        }
+        return n.slot;
+      }
     }
     const o2 = ip - this.fBase2;
     if (o2 >= 0 && o2 < PAGE) {

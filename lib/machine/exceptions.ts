@@ -23,6 +23,7 @@
 import { AC, IF, IOPL_MASK, NT, RF, TF, VM } from "../x86/flags.ts";
 import { CANON_HIGH, CANON_LOW, gpFault, Vector, X86Fault } from "../x86/state.ts";
 import type { Cpu } from "./cpu.ts";
+import { hexAddr } from "../errors.ts";
 
 /** Segment selectors of the modeled kernel (REFERENCE.md). */
 export const Selector = {
@@ -227,16 +228,28 @@ export function deliver(
   machine.onException(cpu, vector, savedIp);
 }
 
-/** The ring-0 stack from the TSS; an unusable value is an invalid TSS (#TS). */
+/**
+ * The ring-0 stack from the TSS. A 64-bit RSP0 that is not canonical is a stack fault,
+ * #SS(0) (SDM INT n, 64-bit gate: "IF StackAddress is non-canonical THEN #SS(0)"); a
+ * value the register cannot hold at all (negative, or wider than the mode) is an invalid
+ * TSS, #TS(0).
+ */
 function tssStack(cpu: Cpu): number {
   const sp0 = cpu.tss.sp0;
   const mem = cpu.machine.memory;
-  const ok = cpu.bitness === 64
-    ? sp0 >= 0n && sp0 < 1n << 64n &&
-      (sp0 < 0x0000800000000000n || sp0 >= 0xffff800000000000n)
-    : sp0 >= 0n && sp0 < 1n << 32n;
-  if (!ok) throw new X86Fault(Vector.TS, 0, 0, `tss.sp0 ${sp0} is not a usable stack`);
+  const bits = cpu.bitness === 64 ? 64n : 32n;
+  if (sp0 < 0n || sp0 >= 1n << bits) {
+    throw new X86Fault(Vector.TS, 0, 0, `tss.sp0 ${hexSp0(sp0)} is not a usable stack`);
+  }
+  if (bits === 64n && sp0 >= 0x0000800000000000n && sp0 < 0xffff800000000000n) {
+    throw new X86Fault(Vector.SS, 0, 0, `tss.sp0 ${hexSp0(sp0)} is not canonical`);
+  }
   return mem.toNumber(sp0);
+}
+
+/** `0x…` for a TSS stack value (a negative one keeps its sign). */
+function hexSp0(v: bigint): string {
+  return v < 0n ? `-0x${(-v).toString(16)}` : `0x${v.toString(16)}`;
 }
 
 /** Code selectors iret accepts, per mode. */
@@ -248,12 +261,12 @@ function validCs(bitness: 32 | 64, cs: number): boolean {
 
 /**
  * Whether `ss` may be loaded by an iret returning to `cpl` (SDM IRET, "RETURN-TO-OUTER-
- * PRIVILEGE-LEVEL" and the 64-bit rules): a null selector only in 64-bit mode to CPL 0–2,
- * otherwise the writable data segment whose RPL and DPL equal the new CPL. A clobbered
+ * PRIVILEGE-LEVEL" and the 64-bit rules): a null selector only in 64-bit mode to CPL 0–2
+ * and only with RPL = the new CPL, otherwise the writable data segment whose RPL and DPL equal the new CPL. A clobbered
  * saved SS (the no-gap push of the 2019 thread) therefore raises #GP, as on hardware.
  */
 function validSs(bitness: 32 | 64, ss: number, cpl: number): boolean {
-  if ((ss & 0xfffc) === 0) return bitness === 64 && cpl !== 3;
+  if ((ss & 0xfffc) === 0) return bitness === 64 && cpl !== 3 && (ss & 3) === cpl;
   if ((ss & 3) !== cpl) return false;
   const data = cpl === 0
     ? (bitness === 64 ? Selector.KERNEL_DS_64 : Selector.KERNEL_DS_32)
@@ -261,8 +274,32 @@ function validSs(bitness: 32 | 64, ss: number, cpl: number): boolean {
   return ss === data;
 }
 
-/** Flags any iret may change; IF and IOPL depend on CPL (SDM IRET). */
-const IRET_MASK = 0x1dd5 /* ARITH|TF|DF|OF */ | NT | RF | AC | 0x200000 /* ID */;
+/**
+ * Flags any iret may change; IF and IOPL depend on CPL (SDM IRET: IOPL only at CPL 0,
+ * IF only at CPL <= IOPL), so neither IOPL bit is in here.
+ */
+const IRET_MASK = 0xdd5 /* ARITH|TF|DF|OF */ | NT | RF | AC | 0x200000 /* ID */;
+
+/**
+ * Whether a data segment register holding `sel` is nulled by an iret to an outer
+ * privilege level (SDM IRET, RETURN-TO-OUTER-PRIVILEGE-LEVEL: ES, FS, GS and DS whose
+ * data or non-conforming code segment has DPL < the new CPL). The modeled GDT's DPL-0
+ * descriptors are the mode's `__KERNEL_CS` and `__KERNEL_DS` (matched by index, whatever
+ * the RPL); the user selectors have DPL 3 and stay. Selectors the model has no
+ * descriptor for are left alone, as is the hidden base (`fsBase`/`gsBase`).
+ */
+function kernelSelector(bitness: 32 | 64, sel: number): boolean {
+  const index = sel & 0xfffc;
+  return bitness === 64
+    ? index === Selector.KERNEL_CS_64 || index === Selector.KERNEL_DS_64
+    : index === Selector.KERNEL_CS_32 || index === Selector.KERNEL_DS_32;
+}
+
+/** Stop kind of an iret the model cannot carry out (see {@link iret}). */
+const UNMODELLED_STOP = "unmodelled";
+
+/** ES, DS, FS, GS: the segment registers an outer-level iret checks. */
+const DATA_SREGS: readonly number[] = [0, 3, 4, 5];
 
 /** The halves of the last 8-byte word {@link iretWord} or {@link viewWord} read. */
 let lastLo = 0;
@@ -299,7 +336,13 @@ function viewWord(v: DataView, o: number, k: number, size: number): number {
  * them), restores RFLAGS by the CPL rules, and serializes.
  *
  * 64-bit mode always pops RIP, CS, RFLAGS, RSP, SS; 32-bit mode pops EIP, CS, EFLAGS and
- * ESP, SS only when returning to an outer privilege level.
+ * ESP, SS only when returning to an outer privilege level, and then nulls every data
+ * segment register that holds a kernel (DPL 0) selector (so does 64-bit mode).
+ *
+ * With NT = 1 in the current flags (SDM IRET): 64-bit mode raises #GP(0); 32-bit mode
+ * would return to the task in the TSS back link, and hardware task switching is not
+ * modelled, so the CPU stops (kind `"unmodelled"`) with the ip at the iret and
+ * nothing popped, rather than returning as if NT were clear.
  *
  * @param cpu The CPU.
  * @param size Operand size: 2, 4 or 8.
@@ -307,6 +350,16 @@ function viewWord(v: DataView, o: number, k: number, size: number): number {
 export function iret(cpu: Cpu, size: number): void {
   const sp = cpu.spValue();
   const is64 = cpu.bitness === 64;
+  const oldFlags = cpu.flags;
+  if ((oldFlags & NT) !== 0) {
+    if (is64) throw gpFault(0, "iret with NT = 1 in 64-bit mode");
+    cpu.requestStop(
+      UNMODELLED_STOP,
+      `CPU ${cpu.index} at ${hexAddr(cpu.rip)}: iret with NT=1: task return through the ` +
+        "TSS back link is not modelled",
+    );
+    return;
+  }
   // The frame's five words in a page the read TLB holds (the usual case): the same loads,
   // none of which can fault, without a translation each.
   const v = size !== 2 ? cpu.readFrame(sp, 5 * size) : null;
@@ -341,17 +394,24 @@ export function iret(cpu: Cpu, size: number): void {
     }
   } else if (size === 2) target &= 0xffff;
   let mask = IRET_MASK;
-  const iopl = (cpu.flags & IOPL_MASK) >> 12;
+  const iopl = (oldFlags & IOPL_MASK) >> 12;
   if (cpl === 0) mask |= IF | IOPL_MASK;
   else if (cpl <= iopl) mask |= IF;
   if (size === 2) mask &= 0xffff;
   const iretIp = cpu.ip;
-  cpu.flags = (cpu.flags & ~mask) | (fl & mask) | 2;
+  cpu.flags = (oldFlags & ~mask) | (fl & mask) | 2;
   if (is64 && size === 8) {
     cpu.lo[4] = spLo;
     cpu.hi[4] = spHi;
   } else cpu.setSpValue(is64 ? newSp % (TWO32 * TWO32) : newSp >>> 0);
   if (newSs >= 0) cpu.sreg[2] = newSs;
+  if (newCpl > cpl) {
+    const sreg = cpu.sreg;
+    for (let i = 0; i < DATA_SREGS.length; i++) {
+      const k = DATA_SREGS[i]!;
+      if (kernelSelector(cpu.bitness, sreg[k]!)) sreg[k] = 0;
+    }
+  }
   cpu.setCs(cs);
   cpu.ip = target;
   cpu.traceEvent("iret", iretIp, -1);

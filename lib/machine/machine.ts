@@ -71,7 +71,13 @@ export type StopKind =
   /** No CPU can step but a kernel thread waits (SMP): the wait can never end. */
   | "deadlock"
   /** A kernel thread threw (SMP); the message names the error. */
-  | "thread-error";
+  | "thread-error"
+  /**
+   * The CPU reached an architectural path the model does not have (a 32-bit iret with
+   * NT = 1: a task return through the TSS back link); the message names it. Nothing of
+   * the instruction happened: the ip is still at it.
+   */
+  | "unmodelled";
 
 /** The result of {@link Machine.run} / {@link Machine.stepCpu}: a plain record. */
 export interface StopReason {
