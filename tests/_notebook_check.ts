@@ -12,6 +12,7 @@ export interface Notebook {
     source: string | string[];
     outputs?: {
       output_type: string;
+      text?: string | string[];
       data?: Record<string, string | string[]>;
       ename?: string;
       evalue?: string;
@@ -79,7 +80,9 @@ const KEYWORDS =
  * (a figure). The Deno kernel (2.9) sometimes loses a cell's `execute_result` (often) or
  * console output (rarely) under nbconvert, which is why the notebooks display their figures
  * with `await Deno.jupyter.display(…)` (a `display_data`, never lost in the runs that showed
- * the drop); the runner still re-executes a notebook with a silent cell.
+ * the drop); the runner still re-executes a notebook with a silent cell. A cell that calls
+ * `console.table` at its top level but whose output holds no table lost part of its output
+ * (seen once: the table gone, the line printed before it kept); it counts as silent too.
  *
  * @param nb The parsed, executed notebook.
  * @returns Indices of the silent cells.
@@ -87,8 +90,13 @@ const KEYWORDS =
 export function silentCells(nb: Notebook): number[] {
   const out: number[] = [];
   for (const [i, c] of nb.cells.entries()) {
-    if (c.cell_type !== "code" || (c.outputs ?? []).length > 0) continue;
+    if (c.cell_type !== "code") continue;
     const src = text(c.source);
+    if ((c.outputs ?? []).length > 0) {
+      const printed = (c.outputs ?? []).map((o) => text(o.text)).join("");
+      if (/^console\.table\(/m.test(src) && !printed.includes("┌")) out.push(i);
+      continue;
+    }
     const last = src.split("\n").filter((l) =>
       /^[^\s)\]}]/.test(l) && !l.startsWith("//")
     ).at(-1) ?? "";

@@ -128,7 +128,7 @@ Deno.test("notebookImports() lists every specifier of the code cells", () => {
   assert.deepEqual(notebookImports(nb), ["../mod.ts", "../lib/kernel/mod.ts"]);
 });
 
-Deno.test("silentCells() flags a printing cell and a figure cell without output (bare or displayed), not a definition", () => {
+Deno.test("silentCells() flags a printing cell and a figure cell without output (bare or displayed), and a table lost from a cell's output; not a definition", () => {
   const nb: Notebook = {
     cells: [
       { cell_type: "code", source: "const x = 1;", outputs: [] },
@@ -141,7 +141,18 @@ Deno.test("silentCells() flags a printing cell and a figure cell without output 
       { cell_type: "code", source: "console.log(1);", outputs: [{ output_type: "stream" }] },
       { cell_type: "code", source: "function f() {\n  g();\n}", outputs: [] },
       { cell_type: "code", source: "await Deno.jupyter.display(figure(r));", outputs: [] },
+      // A table lost, the line before it kept; and the same cell with its table.
+      {
+        cell_type: "code",
+        source: 'console.log("n");\nconsole.table(rows);',
+        outputs: [{ output_type: "stream", text: "n\n" }],
+      },
+      {
+        cell_type: "code",
+        source: 'console.log("n");\nconsole.table(rows);',
+        outputs: [{ output_type: "stream", text: ["n\n", "┌───┐\n", "└───┘\n"] }],
+      },
     ],
   };
-  assert.deepEqual(silentCells(nb), [1, 2, 5]);
+  assert.deepEqual(silentCells(nb), [1, 2, 5, 6]);
 });
