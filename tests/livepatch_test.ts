@@ -47,6 +47,32 @@ for (const bitness of [64, 32] as const) {
       for (const _ of lp.disable(run));
     }, /not enabled/);
   });
+
+  Deno.test(`Livepatch.loadFunctions() refuses while the patch is enabled, changing nothing (${arch})`, () => {
+    const k = bootKernel(new Machine({ bitness }), {
+      entry: bitness === 64 ? "64-gap" : "32-seed",
+    });
+    const ft = new Ftrace(k);
+    const lp = new Livepatch(ft);
+    const [f] = lp.loadFunctions([{ name: "f" }]);
+    ft.init();
+    const run = textPokeBpRunner(k);
+    for (const _ of lp.enable(run));
+    // The failure it prevents: a function loaded now would be in funcs but not in the
+    // registered filter, so its old body would keep running while the patch claims it.
+    assert.throws(
+      () => lp.loadFunctions([{ name: "late" }]),
+      /is enabled: its functions are fixed/,
+    );
+    assert.deepEqual(lp.funcs.map((x) => x.name), ["f"]);
+    assert.throws(() => k.symbol("late"));
+    for (const _ of lp.disable(run));
+    const [late] = lp.loadFunctions([{ name: "late" }]);
+    for (const _ of lp.enable(run));
+    k.call(0, late!.old, [1n]);
+    k.call(0, f!.old, [2n]);
+    assert.deepEqual([late!.oldRuns, late!.newRuns, f!.oldRuns, f!.newRuns], [0, 1, 0, 1]);
+  });
 }
 
 Deno.test("livepatch under nop-skip runs the old, unpatched function while a tracer attaches", () => {

@@ -108,8 +108,15 @@ export class Livepatch {
    *
    * @param defs The functions.
    * @returns Their records (also in {@link Livepatch.funcs}).
+   * @throws {PatchError} While the patch is enabled, before anything changes: a patch's
+   *   functions are fixed once `klp_enable_patch` has set its filter (disable it first).
    */
   loadFunctions(defs: readonly KlpFuncDef[]): KlpFunc[] {
+    if (this.#enabled) {
+      throw new PatchError(
+        `Livepatch ${this.ops.name} is enabled: its functions are fixed until disable()`,
+      );
+    }
     const k = this.ftrace.kernel;
     const recs: { -readonly [K in keyof KlpFunc]: KlpFunc[K] }[] = [];
     const traced: { name: string; lineOffset: number; body: string }[] = [];
