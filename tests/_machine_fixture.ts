@@ -59,3 +59,21 @@ export function runToHlt(bitness: 32 | 64, src: string, setup?: (cpu: Cpu) => vo
   if (stop.kind !== "hlt") throw new Error(`expected hlt, got ${stop.kind}: ${stop.message}`);
   return b;
 }
+
+/**
+ * `n` words of `size` bytes from `at` (a stack frame, for instance), as bigints.
+ *
+ * @param m The machine.
+ * @param at First word's address.
+ * @param n How many words.
+ * @param size 4 or 8.
+ * @returns The words, lowest address first.
+ */
+export function words(m: Machine, at: bigint, n: number, size: 4 | 8): bigint[] {
+  const out: bigint[] = [];
+  for (let i = 0; i < n; i++) {
+    const a = at + BigInt(i * size);
+    out.push(size === 8 ? m.read64(a) : m.read32(a));
+  }
+  return out;
+}

@@ -1,18 +1,9 @@
 import assert from "node:assert/strict";
 import { IF } from "../lib/x86/flags.ts";
 import type { Machine } from "../lib/machine/machine.ts";
-import { boot, CODE, STACK_TOP } from "./_machine_fixture.ts";
+import { boot, CODE, STACK_TOP, words } from "./_machine_fixture.ts";
 
 const USER_STACK = 0x11000n;
-
-function words(m: Machine, at: bigint, n: number, size: 4 | 8): bigint[] {
-  const out: bigint[] = [];
-  for (let i = 0; i < n; i++) {
-    const a = at + BigInt(i * size);
-    out.push(size === 8 ? m.read64(a) : m.read32(a));
-  }
-  return out;
-}
 
 Deno.test("deliver() builds the 64-bit ring-0 frame on a 16-aligned stack and iretq undoes it", () => {
   const { m, cpu, labels } = boot(

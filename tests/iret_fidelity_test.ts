@@ -2,20 +2,10 @@
 // pseudocode): which flags an iret may change, RFLAGS.NT, null SS, data segment registers
 // on a return to ring 3, the TSS stack, and natives fetched from supervisor pages.
 import assert from "node:assert/strict";
-import type { Machine } from "../lib/machine/machine.ts";
-import { boot, CODE, STACK_TOP } from "./_machine_fixture.ts";
+import { boot, CODE, STACK_TOP, words } from "./_machine_fixture.ts";
 
 const USER_STACK = 0x11000n;
 const NATIVE = 0x5000n;
-
-function words(m: Machine, at: bigint, n: number, size: 4 | 8): bigint[] {
-  const out: bigint[] = [];
-  for (let i = 0; i < n; i++) {
-    const a = at + BigInt(i * size);
-    out.push(size === 8 ? m.read64(a) : m.read32(a));
-  }
-  return out;
-}
 
 /** A program that irets to `next` with the given saved flags, CS and SS. */
 function iretTo(bits: 32 | 64, flags: number, cs: number, ss: number): string {
