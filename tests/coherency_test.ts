@@ -215,7 +215,10 @@ Deno.test("the trace shows a torn fetch and the mixed bytes CPU 1 executed", () 
     if (r.stop.kind !== "native") continue;
     found = true;
     const recs = r.m.smp!.trace.records(1);
-    assert.ok(recs.some((x) => x.kind === "torn-fetch"), "no torn-fetch record");
+    const torn = recs.find((x) => x.kind === "torn-fetch");
+    assert.ok(torn, "no torn-fetch record");
+    // Which side the leading bytes came from, and how many.
+    assert.match(torn.kind === "torn-fetch" ? torn.detail : "", /^(old|new) [1-9]\d*$/);
     const atSite = recs.filter((x) => x.kind === "retire" && x.ip === SITE);
     const last = atSite[atSite.length - 1]!;
     assert.equal(last.kind, "retire");

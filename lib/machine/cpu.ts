@@ -1308,6 +1308,15 @@ export class Cpu implements CpuCore {
     this.attn |= ATTN_SHADOW;
   }
 
+  /**
+   * True between an `sti` (that opened an interrupt shadow) and the step that retires the
+   * next instruction: no maskable interrupt, IDT-delivered or the SMP layer's
+   * call-function IPI, is taken here.
+   */
+  get inInterruptShadow(): boolean {
+    return (this.attn & ATTN_SHADOW) !== 0;
+  }
+
   /** Loads a data segment selector. @param index Segment number. @param selector Value. */
   loadSreg(index: number, selector: number): void {
     this.sreg[index] = selector;

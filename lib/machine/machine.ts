@@ -83,7 +83,10 @@ export type StopKind =
 export interface StopReason {
   /** Why the run stopped. */
   readonly kind: StopKind;
-  /** The CPU concerned (for `budget`, the CPU that would have run next). */
+  /**
+   * The CPU concerned (for `budget`: under the SMP scheduler the CPU that took the last
+   * step, without it the CPU whose turn is next).
+   */
   readonly cpu: number;
   /** That CPU's ip at the stop (unsigned). */
   readonly ip: bigint;

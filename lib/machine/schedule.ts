@@ -85,20 +85,33 @@ export class Prng {
   /**
    * Creates a generator seeded with `seed`.
    *
-   * @param seed Any number; only its low 32 bits (after truncation) are used.
+   * @param seed A safe integer (see {@link Prng.seed}).
+   * @throws {MachineError} When `seed` is not a safe integer.
    */
   constructor(seed: number) {
     this.seed(seed);
   }
 
   /**
-   * Re-seeds the generator: splitmix32 expands the 32-bit seed into the 128-bit state
-   * (never all zero, which xoshiro cannot leave).
+   * Re-seeds the generator: splitmix32 expands the seed's low 32 bits into the 128-bit
+   * state (never all zero, which xoshiro cannot leave); the high bits of a seed outside
+   * 0..2^32-1 go through a second splitmix32 stream xored in, so every safe integer has
+   * its own sequence (`-1` and `2 ** 32 - 1` differ) and seeds 0..2^32-1 keep theirs.
    *
-   * @param seed Any number; its low 32 bits are used.
+   * @param seed A safe integer (`Number.isSafeInteger`), negative ones included.
+   * @throws {MachineError} When `seed` is not a safe integer (NaN, ±Infinity, 1.5,
+   *   2 ** 53, a string...).
    */
   seed(seed: number): void {
+    if (!Number.isSafeInteger(seed)) {
+      throw new MachineError(
+        `Seed must be a safe integer (|seed| < 2^53), got ${describe(seed)}`,
+      );
+    }
     let z = seed | 0;
+    // The high part: 0 for 0..2^32-1, otherwise floor(seed / 2^32) in -2^21..2^21.
+    let y = Math.floor(seed / 4294967296) | 0;
+    const high = y !== 0;
     const out = [0, 0, 0, 0];
     for (let i = 0; i < 4; i++) {
       // splitmix32: golden-ratio increment, then two xorshift-multiply rounds.
@@ -107,6 +120,13 @@ export class Prng {
       t = Math.imul(t ^ (t >>> 16), 0x85ebca6b);
       t = Math.imul(t ^ (t >>> 13), 0xc2b2ae35);
       out[i] = t ^ (t >>> 16);
+      if (high) {
+        y = (y + 0x7f4a7c15) | 0;
+        let u = y ^ 0x5bd1e995;
+        u = Math.imul(u ^ (u >>> 16), 0x85ebca6b);
+        u = Math.imul(u ^ (u >>> 13), 0xc2b2ae35);
+        out[i] = out[i]! ^ u ^ (u >>> 16);
+      }
     }
     const st = this.state;
     st.set(out);
@@ -188,9 +208,16 @@ export class Prng {
 // ---------------------------------------------------------------------------------------
 // Policies
 
+/** A value for an error message (strings quoted, bigints with their n). */
+function describe(v: unknown): string {
+  if (typeof v === "string") return JSON.stringify(v);
+  if (typeof v === "bigint") return `${v}n`;
+  return String(v);
+}
+
 function checkQuantum(quantum: number): void {
-  if (!Number.isInteger(quantum) || quantum < 1) {
-    throw new MachineError(`Quantum must be a positive integer, got ${quantum}`);
+  if (!Number.isSafeInteger(quantum) || quantum < 1) {
+    throw new MachineError(`Quantum must be a positive integer, got ${describe(quantum)}`);
   }
 }
 
@@ -249,8 +276,11 @@ class RoundRobin implements SchedulePolicy {
  * {@link SchedulePolicy.choose}) come from a {@link Prng} seeded with `seed`.
  *
  * @param quantum Steps per turn, a positive integer (1 = strict alternation).
- * @param seed Seed of the PRNG behind {@link SchedulePolicy.choose} (default 0).
+ * @param seed Seed of the PRNG behind {@link SchedulePolicy.choose}, a safe integer
+ *   (default 0).
  * @returns A fresh policy.
+ * @throws {MachineError} When `quantum` is not a positive integer or `seed` not a safe
+ *   integer.
  * @example Alternate two CPUs instruction by instruction
  * ```ts
  * import { roundRobin } from "./schedule.ts";
@@ -307,9 +337,12 @@ class RandomPolicy extends Prng implements SchedulePolicy {
  * of the runnable CPUs uniformly (possibly the same one again). The same PRNG answers
  * {@link SchedulePolicy.choose}.
  *
- * @param seed The seed (its low 32 bits are used).
+ * @param seed The seed: a safe integer, negative ones included (each seed has its own
+ *   sequence, see {@link Prng.seed}).
  * @param quantum Steps per pick (default 1: a fresh pick before every step).
  * @returns A fresh policy.
+ * @throws {MachineError} When `seed` is not a safe integer or `quantum` not a positive
+ *   integer.
  * @example Two policies with one seed agree
  * ```ts
  * import { random } from "./schedule.ts";
@@ -331,12 +364,29 @@ class Scripted implements SchedulePolicy {
   #pos = 0;
 
   constructor(cpus: readonly number[], then: SchedulePolicy) {
+    cpus.forEach((c, i) => {
+      if (!Number.isInteger(c) || c < 0 || c > 63) {
+        throw new MachineError(
+          `Scripted schedule entry ${i} must be a CPU index (an integer in 0..63), got ${
+            describe(c)
+          }`,
+        );
+      }
+    });
     this.#cpus = cpus.slice();
     this.#then = then;
     this.name = `scripted(${cpus.length} steps, then ${then.name})`;
   }
 
   reset(cpuCount: number): void {
+    const bad = this.#cpus.findIndex((c) => c >= cpuCount);
+    if (bad >= 0) {
+      throw new MachineError(
+        `Scripted schedule entry ${bad} names CPU ${this.#cpus[bad]}, but the machine has CPUs 0..${
+          cpuCount - 1
+        }`,
+      );
+    }
     this.#pos = 0;
     this.#then.reset(cpuCount);
   }
@@ -362,6 +412,8 @@ class Scripted implements SchedulePolicy {
  * @param cpus CPU indices, one per step.
  * @param then The policy after the script (default {@link roundRobin}(1)).
  * @returns A fresh policy.
+ * @throws {MachineError} When an entry is not an integer CPU index (here), or names a
+ *   CPU the machine does not have (when a machine resets the policy).
  */
 export function scripted(
   cpus: readonly number[],
@@ -437,10 +489,13 @@ class ReplayPolicy implements SchedulePolicy {
   readonly points: Point[] = [];
   readonly #prefix: readonly number[];
   readonly #maxDecisions: number;
+  /** A user's {@link replay} (not the explorer's own replay). */
+  readonly #user: boolean;
 
-  constructor(prefix: readonly number[], maxDecisions: number) {
+  constructor(prefix: readonly number[], maxDecisions: number, user = false) {
     this.#prefix = prefix;
     this.#maxDecisions = maxDecisions;
+    this.#user = user;
   }
 
   reset(): void {
@@ -457,6 +512,13 @@ class ReplayPolicy implements SchedulePolicy {
     let chosen = 0;
     if (i < this.#prefix.length) {
       chosen = this.#prefix[i]!;
+      if (chosen >= count && this.#user) {
+        throw new MachineError(
+          `Replayed decision ${i} is ${chosen}, but that decision point has ${count} alternatives (0..${
+            count - 1
+          }): the decisions do not belong to this program`,
+        );
+      }
       if (chosen >= count) {
         throw new MachineError(
           `Explored program is not deterministic: decision ${i} had ${count} alternatives on replay, needed ${
@@ -493,15 +555,33 @@ class ReplayPolicy implements SchedulePolicy {
   }
 }
 
+/** An integer ≥ `min`, or Infinity (no limit). */
+function checkCount(what: string, v: number, min: number): void {
+  if (typeof v !== "number" || !(v >= min) || !(Number.isInteger(v) || v === Infinity)) {
+    throw new MachineError(
+      `${what} must be an integer ≥ ${min} (or Infinity), got ${describe(v)}`,
+    );
+  }
+}
+
 /**
  * A policy that replays decisions recorded by {@link explore} (its `witnesses`), then
  * goes on without preempting. Use it to re-run one interesting schedule with tracing on.
  *
  * @param decisions The decision indices, as in {@link ExploreResult.witnesses}.
  * @returns A fresh policy.
+ * @throws {MachineError} When a decision is not a non-negative integer (here), or is
+ *   out of range at its decision point (during the run).
  */
 export function replay(decisions: readonly number[]): SchedulePolicy {
-  return new ReplayPolicy(decisions, Number.MAX_SAFE_INTEGER);
+  decisions.forEach((d, i) => {
+    if (!Number.isSafeInteger(d) || d < 0) {
+      throw new MachineError(
+        `Replayed decision ${i} must be a non-negative integer, got ${describe(d)}`,
+      );
+    }
+  });
+  return new ReplayPolicy(decisions.slice(), Number.MAX_SAFE_INTEGER, true);
 }
 
 /**
@@ -519,6 +599,8 @@ export function replay(decisions: readonly number[]): SchedulePolicy {
  * @param setup Builds a fresh program (machine, memory, registers) for each schedule.
  * @param options Bound and caps.
  * @returns Schedules run, outcome counts and a witness schedule per outcome.
+ * @throws {MachineError} When a bound or cap is not an integer in range (or Infinity),
+ *   or when the program is not deterministic or takes more than `maxDecisions`.
  * @example Store buffering has three sequentially consistent outcomes
  * ```ts
  * import { explore } from "./schedule.ts";
@@ -546,10 +628,9 @@ export function explore(setup: () => Explorable, options: ExploreOptions = {}): 
   const bound = options.preemptionBound ?? Infinity;
   const maxSchedules = options.maxSchedules ?? 100_000;
   const maxDecisions = options.maxDecisions ?? 1_000_000;
-  if (!(bound >= 0)) throw new MachineError(`Preemption bound must be ≥ 0, got ${bound}`);
-  if (!(maxSchedules >= 1)) {
-    throw new MachineError(`maxSchedules must be ≥ 1, got ${maxSchedules}`);
-  }
+  checkCount("Preemption bound", bound, 0);
+  checkCount("maxSchedules", maxSchedules, 1);
+  checkCount("maxDecisions", maxDecisions, 1);
   const outcomes = new Map<string, number>();
   const witnesses = new Map<string, number[]>();
   let prefix: number[] = [];

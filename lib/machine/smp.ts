@@ -9,8 +9,9 @@
  * of:
  * - committing the second half of its plain store that straddled a 64-byte line;
  * - taking an NMI (vector 2, through the IDT, even with IF=0);
- * - taking an IPI at an instruction boundary with IF=1 (through the IDT, or natively for
- *   the call-function vector that {@link Smp.onEachCpu} uses);
+ * - taking an IPI at an instruction boundary with IF=1 outside an `sti` interrupt shadow
+ *   (through the IDT, or natively for the call-function vector that {@link Smp.onEachCpu}
+ *   uses);
  * - one step of its kernel thread (the code between two `yield`s);
  * - one instruction.
  *
@@ -91,6 +92,12 @@ export interface SmpHost {
   deliverNmi(cpu: number): number;
   /** True when RFLAGS.IF is set on `cpu`. */
   interruptsEnabled(cpu: number): boolean;
+  /**
+   * True when `cpu` is in an interrupt shadow (the instruction after an `sti` that set
+   * IF): no maskable interrupt, the call-function IPI included, is taken before that
+   * instruction retires. Optional: a host without it has no shadow.
+   */
+  interruptShadow?(cpu: number): boolean;
   /** True when `cpu` is in the hlt state. */
   isHalted(cpu: number): boolean;
   /** Current instruction pointer of `cpu`. */
@@ -133,7 +140,10 @@ export interface RunResult {
   message: string;
   /** The error a kernel thread threw (reason `thread-error`). */
   error?: unknown;
-  /** The CPU concerned (the one that stopped the run, or the next one for `budget`). */
+  /**
+   * The CPU concerned: the one that stopped the run; for `budget`, the CPU that took the
+   * last step (-1 when no step was ever taken).
+   */
   cpu: number;
 }
 
@@ -192,11 +202,17 @@ export const STORE_STEP: KernelYield = STORE;
 const LOAD: KernelYield = { op: ThreadOp.LOAD };
 const IPI: KernelYield = { op: ThreadOp.IPI };
 
-/** A store by another CPU that this CPU has not serialized since: physical range and old bytes. */
+/**
+ * A store by another CPU that this CPU has not serialized since: physical range and the
+ * bytes before it. In `torn` mode a fetch of the range rewrites `old` with what the CPU
+ * decoded (its view never goes back), so the array is copied first (`own`): the store's
+ * entries on other CPUs share the original.
+ */
 interface PendingCode {
   phys: number;
   length: number;
   old: Uint8Array;
+  own: boolean;
 }
 
 /** One on_each_cpu request: fn and the CPUs that have not run it yet. */
@@ -430,13 +446,17 @@ export function splitPoint(address: number, length: number): number {
  *   bytes.
  * - `torn`: every CPU's copy is dropped at once, but until a CPU serializes, each fetch
  *   it makes of bytes another CPU stored to may combine bytes from before and after
- *   those stores: the bytes below a split point s come from the old view (memory as it
- *   was when the CPU last serialized), the bytes from s on from memory now, as when a
- *   fetch reads the lower part of an instruction before the store becomes visible and
- *   the upper part after. The policy's {@link SchedulePolicy.choose} picks s among the
+ *   those stores: at a split point s, either the bytes below s come from the CPU's old
+ *   view and the bytes from s on from memory now (as when a fetch reads the lower part
+ *   of an instruction before a store becomes visible and the upper part after), or the
+ *   mirror, the bytes below s from memory now and the bytes from s on from the old view
+ *   (a new first byte with a stale tail). The old view is memory as it was when the CPU
+ *   last serialized, except that bytes it has fetched since are what it fetched: a CPU
+ *   never fetches bytes older than bytes it already decoded at the same address. The
+ *   policy's {@link SchedulePolicy.choose} picks among 2d alternatives, d the number of
  *   positions where the two views differ inside the instruction: alternative 0 is the
  *   old instruction entirely (what `stale` runs), the last the new one, the others are
- *   mixed. The decoded result is cached like any fetch, so the CPU keeps executing that
+ *   the 2(d - 1) distinct mixes. The decoded result is cached like any fetch, so the CPU keeps executing that
  *   (possibly torn) copy until it serializes or another store hits it; {@link explore}
  *   enumerates the split points like any other decision. Instructions that cross a
  *   page boundary are never torn.
@@ -553,6 +573,17 @@ export class Smp {
     }
   }
 
+  /** A sender: a CPU of this machine, or -1 (the host). */
+  #checkFrom(from: number, what: string): void {
+    if (from !== -1 && !(Number.isInteger(from) && from >= 0 && from < this.cpuCount)) {
+      throw new MachineError(
+        `${what}: sender CPU ${from} does not exist (use 0..${
+          this.cpuCount - 1
+        }, or -1 for the host)`,
+      );
+    }
+  }
+
   /**
    * Replaces the scheduling policy (and resets it).
    *
@@ -639,8 +670,11 @@ export class Smp {
    * @param from Sending CPU (-1: the host).
    * @param to Target CPU, or -1 for all others.
    * @param vector Vector 32–255.
+   * @throws {MachineError} When `from` or `to` is not a CPU of the machine or `vector`
+   *   is out of range; nothing is queued then.
    */
   sendIpi(from: number, to: number, vector: number): void {
+    this.#checkFrom(from, `Cannot send IPI ${vector}`);
     if (to !== -1) this.#checkCpu(to, `Cannot send IPI ${vector}`);
     if (!Number.isInteger(vector) || vector < 32 || vector > 255) {
       throw new MachineError(`IPI vector must be in 32..255, got ${vector}`);
@@ -664,8 +698,11 @@ export class Smp {
    *
    * @param from Sending CPU (-1: the host).
    * @param to Target CPU, or -1 for all others.
+   * @throws {MachineError} When `from` or `to` is not a CPU of the machine; nothing is
+   *   queued then.
    */
   sendNmi(from: number, to: number): void {
+    this.#checkFrom(from, "Cannot send an NMI");
     if (to !== -1) this.#checkCpu(to, "Cannot send an NMI");
     this.trace.event(TraceKind.IPI_SENT, from < 0 ? 0xff : from, 0, 0, NMI_VECTOR, to);
     for (let c = 0; c < this.cpuCount; c++) {
@@ -678,15 +715,18 @@ export class Smp {
   /**
    * Queues `fn` on every CPU but `from` and sends them the call-function IPI; returns
    * the request, whose `left` counts CPUs that have not run it yet. A target runs it at
-   * its next instruction boundary with IF=1 (a halted CPU wakes, runs it and goes back
+   * its next instruction boundary with IF=1 outside an `sti` shadow (a halted CPU wakes, runs it and goes back
    * to its hlt, as the idle loop would). The sender's own call is up to the caller (see
    * {@link KernelContext.onEachCpu}).
    *
    * @param from The sending CPU (-1: the host; then every CPU runs it).
    * @param fn The function.
    * @returns The request.
+   * @throws {MachineError} When `from` is not a CPU of the machine (nor -1); nothing is
+   *   queued then.
    */
   onEachCpu(from: number, fn: IpiFunction): { readonly left: number } {
+    this.#checkFrom(from, "Cannot call a function on each CPU");
     const req: CallRequest = { fn, left: 0 };
     for (let c = 0; c < this.cpuCount; c++) {
       if (c === from) continue;
@@ -776,7 +816,7 @@ export class Smp {
       }
       if (torn) this.host.invalidateCode(c, phys, length);
       const list = this.#pendingCode[c]!;
-      list.push({ phys, length, old });
+      list.push({ phys, length, old, own: false });
       // A CPU that never serializes: bound the memory, as if it had serialized.
       if (list.length > 4096) this.serialize(c, SerializeReason.OTHER);
     }
@@ -846,7 +886,8 @@ export class Smp {
     if (!hit) return null;
     const now = frame.slice(offset, offset + avail);
     const old = now.slice();
-    // Undo the pending stores newest first: memory as it was at the last serialization.
+    // Undo the pending stores newest first: the CPU's old view (memory at its last
+    // serialization, with the bytes it fetched since).
     for (let i = list.length - 1; i >= 0; i--) {
       const p = list[i]!;
       for (let j = 0; j < p.length; j++) {
@@ -859,18 +900,37 @@ export class Smp {
       avail,
       Math.max(insnLength(old, 0, bitness), insnLength(now, 0, bitness)),
     );
-    // Differing positions inside the instruction: each distinct split is one alternative.
+    // Differing positions inside the instruction: each distinct mix is one alternative.
     const diff = this.#diff;
     let nd = 0;
     for (let k = 0; k < span; k++) if (old[k] !== now[k]) diff[nd++] = k;
     if (nd === 0) return null;
-    // Alternative 0 is the old instruction (split after the last difference), then the
-    // split moves down one difference at a time, the last alternative is the new one.
-    const k = this.policy.choose(nd + 1);
-    const split = k === nd ? diff[0]! : diff[nd - 1 - k]! + 1;
-    for (let j = 0; j < split; j++) now[j] = old[j]!;
-    if (k !== 0 && k !== nd) {
-      this.trace.event(TraceKind.TORN_FETCH, cpu, phys | 0, hiOf(phys), split);
+    // 2 * nd alternatives. 0: the old instruction (old bytes up to the last difference).
+    // 1 .. nd-1: old lower bytes, new upper bytes, the split moving down one difference
+    // at a time. nd .. 2nd-2: the mirror, new lower bytes and old upper bytes, the split
+    // moving up one difference at a time. 2nd-1: the new instruction.
+    const k = this.policy.choose(2 * nd);
+    if (k < nd) {
+      const split = diff[nd - 1 - k]! + 1;
+      for (let j = 0; j < split; j++) now[j] = old[j]!;
+      if (k !== 0) this.trace.event(TraceKind.TORN_FETCH, cpu, phys | 0, hiOf(phys), split);
+    } else if (k < 2 * nd - 1) {
+      const split = diff[k - nd + 1]!;
+      for (let j = split; j < avail; j++) now[j] = old[j]!;
+      // b = 1: the `split` leading bytes are the new ones.
+      this.trace.event(TraceKind.TORN_FETCH, cpu, phys | 0, hiOf(phys), split, 1);
+    }
+    // The CPU has now seen these bytes: a later fetch may combine them with newer bytes
+    // but never goes back to older ones (without a serialization in between).
+    const len = Math.min(avail, Math.max(1, insnLength(now, 0, bitness)));
+    for (const p of list) {
+      const lo = Math.max(p.phys, phys), hi = Math.min(p.phys + p.length, phys + len);
+      if (lo >= hi) continue;
+      if (!p.own) {
+        p.old = p.old.slice();
+        p.own = true;
+      }
+      for (let a = lo; a < hi; a++) p.old[a - p.phys] = now[a - phys]!;
     }
     if (this.trace.capacity !== 0) this.#tornBytes = now.slice();
     return now;
@@ -932,8 +992,18 @@ export class Smp {
     return s;
   }
 
+  /**
+   * Whether a maskable interrupt can be taken by `c` now: IF=1 and not in the interrupt
+   * shadow of an `sti`.
+   */
+  #maskableOk(c: number): boolean {
+    const host = this.host;
+    return host.interruptsEnabled(c) &&
+      (host.interruptShadow === undefined || !host.interruptShadow(c));
+  }
+
   #deliverable(c: number, hasThread: boolean): boolean {
-    if (this.#calls[c]!.length > 0 && (hasThread || this.host.interruptsEnabled(c))) return true;
+    if (this.#calls[c]!.length > 0 && (hasThread || this.#maskableOk(c))) return true;
     if (hasThread) return false;
     if (this.#nmiPending[c] && !this.#nmiBlocked[c]) return true;
     return this.#irrCount[c]! > 0 && this.host.interruptsEnabled(c);
@@ -1161,7 +1231,8 @@ export class Smp {
     }
     // 3. Call-function IPIs: run natively (the handler is kernel C code).
     const calls = this.#calls[c]!;
-    if (calls.length > 0 && (hasThread || this.host.interruptsEnabled(c))) {
+    // Maskable: IF=1 and no sti shadow (a thread waits with interrupts on).
+    if (calls.length > 0 && (hasThread || this.#maskableOk(c))) {
       this.#clearIrr(c, CALL_FUNCTION_VECTOR);
       this.trace.event(TraceKind.IPI_TAKEN, c, 0, 0, CALL_FUNCTION_VECTOR, -1);
       // Interrupt delivery and the handler's iret both serialize.

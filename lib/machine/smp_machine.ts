@@ -114,6 +114,16 @@ export class MachineSmpHost implements SmpHost {
   }
 
   /**
+   * Whether CPU `c` is in the interrupt shadow of an `sti` (its next instruction retires
+   * before any maskable interrupt).
+   * @param c CPU index.
+   * @returns True in the shadow.
+   */
+  interruptShadow(c: number): boolean {
+    return this.#cpus[c]!.inInterruptShadow;
+  }
+
+  /**
    * Whether CPU `c` sits in hlt with nothing queued that could wake it.
    * @param c CPU index.
    * @returns True when halted.

@@ -36,7 +36,8 @@ export const TraceKind = {
   STORE_HALF: 11,
   /**
    * A torn instruction fetch: `ip` is the instruction's physical address (frame * 4096 +
-   * offset), `detail` how many leading bytes came from before the concurrent store.
+   * offset), `detail` how many leading bytes came from before the concurrent store, or
+   * (`b` = 1, the mirror split) how many leading bytes came from after it.
    */
   TORN_FETCH: 12,
 } as const;
@@ -172,7 +173,10 @@ export interface MiscRecord {
   kind: "thread" | "torn-fetch";
   /** For `torn-fetch`: the physical address of the torn instruction; else 0. */
   ip: bigint;
-  /** Thread step kind (`thread`), or number of old bytes (`torn-fetch`). */
+  /**
+   * Thread step kind (`thread`); for `torn-fetch` the split: `old N` (N leading bytes from
+   * before the store, the rest after it) or `new N` (N leading bytes from after it).
+   */
   detail: string;
 }
 
@@ -422,7 +426,9 @@ export class Trace {
             cpu: c,
             kind: kind === TraceKind.THREAD ? "thread" : "torn-fetch",
             ip: addr,
-            detail: kind === TraceKind.THREAD ? (THREAD_NAMES[a] ?? String(a)) : String(a),
+            detail: kind === TraceKind.THREAD
+              ? (THREAD_NAMES[a] ?? String(a))
+              : `${b === 1 ? "new" : "old"} ${a}`,
           });
       }
     }
