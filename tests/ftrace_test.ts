@@ -115,9 +115,15 @@ for (const bitness of [64, 32] as const) {
     const c = new FtraceOps("c", () => {}, { trampoline: false });
     const target = (f: bigint) => rel32Target(f, s.k.mem.readBytes(f, 5), bitness);
     s.drive(s.ft.registerFtraceFunction(a, run));
-    assert.ok(a.trampoline !== null);
-    assert.equal(target(s.fns[0]!), a.trampoline!.address);
-    assert.equal(s.ft.callTarget(a.trampoline!.callSite), a.callback);
+    if (bitness === 64) {
+      assert.ok(a.trampoline !== null);
+      assert.equal(target(s.fns[0]!), a.trampoline!.address);
+      assert.equal(s.ft.callTarget(a.trampoline!.callSite), a.callback);
+    } else {
+      // Only x86-64 has per-ops trampolines: a lone ops is reached through ftrace_caller.
+      assert.equal(a.trampoline, null);
+      assert.equal(target(s.fns[0]!), s.ft.caller.address);
+    }
     s.drive(s.ft.registerFtraceFunction(c, run));
     assert.equal(target(s.fns[0]!), s.ft.caller.address);
     s.drive(s.ft.registerFtraceFunction(b, run));
@@ -137,8 +143,13 @@ for (const bitness of [64, 32] as const) {
     assert.deepEqual([stats.batches, stats.sites], [5, 9]);
     const b = new FtraceOps("b", () => {});
     s.drive(s.ft.registerFtraceFunction(b, run));
-    // The callers' calls to the list function, then the five sites; nothing more.
-    assert.deepEqual([stats.batches, stats.sites], [8, 16]);
+    // The callers' calls to the list function, then the five sites (x86-64: from a's
+    // trampoline to ftrace_caller; x86-32, without per-ops trampolines, they already call
+    // ftrace_caller and stay); nothing more.
+    assert.deepEqual(
+      [stats.batches, stats.sites],
+      bitness === 64 ? [8, 16] : [7, 11],
+    );
   });
 
   Deno.test(`ftraceUpdateFtraceFunc() rewrites the call inside both caller trampolines (${arch})`, () => {
@@ -184,6 +195,8 @@ for (const bitness of [64, 32] as const) {
         ? "a"
         : t === a.trampoline?.address
         ? "tramp_a"
+        : t === ft.caller.address
+        ? "caller"
         : hexAddr(t);
     const run = function* (sites: readonly PatchSite[]) {
       const s0 = sites[0]!;
@@ -210,12 +223,15 @@ for (const bitness of [64, 32] as const) {
     s.drive(ft.registerFtraceFunction(b, run));
     s.drive(ft.unregisterFtraceFunction(b, run));
     s.drive(ft.unregisterFtraceFunction(a, run));
+    // A alone: its own trampoline on x86-64; ftrace_caller on x86-32 (no per-ops
+    // trampolines there).
+    const alone = bitness === 64 ? "tramp_a" : "caller";
     assert.deepEqual(log, [
       // A attaches: list function (ftrace_call, then ftrace_regs_call), sites to A's
       // trampoline, then A's callback.
       "call:stub->list",
       "regs_call:stub->list",
-      "sites:3->tramp_a",
+      `sites:3->${alone}`,
       "call:list->a",
       "regs_call:list->a",
       // B attaches: list function first, then the sites; the list function stays.
@@ -226,7 +242,7 @@ for (const bitness of [64, 32] as const) {
       // ftrace_regs_caller (v5.1 writes the breakpoint all the same), then A's callback.
       "call:list->list",
       "regs_call:list->list",
-      "sites:3->tramp_a",
+      `sites:3->${alone}`,
       "call:list->a",
       "regs_call:list->a",
       // A detaches.
@@ -400,7 +416,9 @@ Deno.test("Ftrace on x86-32 patches fentry sites with the bitness-aware callInsn
   const ops = new FtraceOps("count32", () => hits++, { filter: [f!] });
   const run = immediateRunner((a, b) => k.textPoke(a, b), (a, n) => k.mem.readBytes(a, n));
   for (const _ of ft.registerFtraceFunction(ops, run));
-  assert.deepEqual([...k.mem.readBytes(f!, 5)], [...callInsn(f!, ops.trampoline!.address, 32)]);
+  // x86-32 has no per-ops trampolines: the lone ops is reached through ftrace_caller.
+  assert.equal(ops.trampoline, null);
+  assert.deepEqual([...k.mem.readBytes(f!, 5)], [...callInsn(f!, ft.caller.address, 32)]);
   k.call(0, "traced");
   assert.equal(hits, 1);
 });

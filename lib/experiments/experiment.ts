@@ -38,19 +38,27 @@
  *
  * Scenarios (the sites of every one include rel32s that straddle a 64-byte line: the
  * functions start 60, 61, 62, 63 and 8 bytes into a line):
- * - `ftrace-transition` (Rostedt, seed 004): ops A (its own trampoline) and ops B
- *   (SAVE_REGS, so the list caller is `ftrace_regs_caller`) on the same functions; each
- *   transition is the full cycle NOP5 → A's trampoline → `ftrace_regs_caller` (list
- *   function) → A's trampoline → NOP5. The callers' call follows `ftrace_modify_all_code`
- *   (see `Ftrace`): when B detaches it is rewritten (list function → list function, then
- *   after the sites moved → A's callback) while sites still call `ftrace_regs_caller`,
- *   so CPUs hit the int3 at `ftrace_regs_call`.
- * - `livepatch-transition`: every function is livepatched before the workers start (its
- *   site calls the klp ops' trampoline, which sets regs->ip to the new function); each
- *   transition attaches a tracer to the same functions (the site moves to
- *   `ftrace_regs_caller`) and detaches it (back to the klp trampoline).
+ * - `ftrace-transition` (Rostedt, seed 004): ops A and ops B (SAVE_REGS, so the list
+ *   caller is `ftrace_regs_caller`) on the same functions; each transition is the full
+ *   cycle NOP5 → A's own trampoline → `ftrace_regs_caller` (list function) → A's
+ *   trampoline → NOP5. On x86-32, which has no per-ops trampolines, A alone is reached
+ *   through `ftrace_caller` instead of a trampoline of its own. The callers' call follows
+ *   `ftrace_modify_all_code` (see `Ftrace`): when B detaches it is rewritten (list
+ *   function → list function, then after the sites moved → A's callback) while sites
+ *   still call `ftrace_regs_caller`, so CPUs hit the int3 at `ftrace_regs_call`.
+ * - `livepatch-transition`: every function is livepatched before the workers start, one
+ *   klp ops per function as `klp_patch_func` does (on x86-64 its site calls that ops'
+ *   trampoline, which sets regs->ip to the new function; the callers' call is the list
+ *   function, as eight ops are registered); each transition attaches a tracer to the same
+ *   functions (the sites move to `ftrace_regs_caller`) and detaches it (back to the klp
+ *   trampolines); the callers' call stays on the list function throughout.
  * - `static-call-update`: a key used by inline sites and by callers of its trampoline;
  *   each transition is func_a → func_b → NULL → func_a (func_a(x) = x+1, func_b(x) = x+2).
+ *   On x86-32 every user calls the trampoline: inline static calls need objtool
+ *   (HAVE_STATIC_CALL_INLINE is x86-64 only), so only the trampoline is patched.
+ *
+ * `livepatch-transition` does not apply on x86-32 (HAVE_LIVEPATCH is x86-64 only; see
+ * {@link notApplicable}).
  *
  * @module
  */
@@ -221,6 +229,10 @@ export function notApplicable(
   if (preset !== undefined) {
     const p = lookupProposal(preset);
     if (!p.arches.includes(arch)) return `${preset} was proposed for ${p.arches.join(", ")} only`;
+  }
+  // arch/x86/Kconfig selects HAVE_LIVEPATCH only for X86_64.
+  if (scenario === "livepatch-transition" && arch === "x86-32") {
+    return "the kernel has no livepatch on x86-32 (HAVE_LIVEPATCH is x86-64 only)";
   }
   if (scenario === "static-call-update" && push !== "none" && target === "fixed-caller") {
     return "no fixed caller exists for a static call (ftrace_regs_caller and Stange's stubs are ftrace's)";
@@ -565,8 +577,10 @@ sc_func_b:
     const preLen = b64 ? 3 : 0;
     const post = b64 ? "\tmovq\t%rax, %rdi\n" : "";
     let src = "";
-    const nInline = LINE_OFFSETS.length;
-    LINE_OFFSETS.forEach((o, i) => {
+    // x86-32 has no inline static calls (HAVE_STATIC_CALL_INLINE needs objtool, which
+    // x86/Kconfig offers for X86_64 only): there every user calls the trampoline.
+    const nInline = b64 ? LINE_OFFSETS.length : 0;
+    LINE_OFFSETS.slice(0, nInline).forEach((o, i) => {
       const start = (o - preLen + 64) % 64;
       src += `
 	.balign	64, 0xcc
@@ -579,7 +593,7 @@ ${post}	call	__body
 	ret
 `;
     });
-    const nOol = 2;
+    const nOol = b64 ? 2 : LINE_OFFSETS.length + 2;
     for (let j = 0; j < nOol; j++) {
       const i = nInline + j;
       src += `

@@ -22,8 +22,14 @@ export type SiteRole =
   | "caller-call"
   /** A static_call trampoline (`jmp.d32` to the function, or `ret`). */
   | "sc-trampoline"
-  /** An inline static_call site (a call, or a NOP5 for NULL). */
-  | "sc-inline";
+  /** An inline static_call site (a call, or a NOP5 for NULL; the RET0 form). */
+  | "sc-inline"
+  /**
+   * A tail-call static_call site (`STATIC_CALL_SITE_TAIL`): a `jmp.d32` to the function,
+   * or `ret` padded with int3 (`jmp __x86_return_thunk` with RETHUNK) for NULL — a jump,
+   * like the trampoline, never a call.
+   */
+  | "sc-tail";
 
 /** One site of a batch. */
 export interface PatchSite {

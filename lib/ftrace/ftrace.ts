@@ -26,9 +26,24 @@
  * case of the seed of Torvalds, 4 May 2019).
  *
  * Registration adds the ops to the list before patching, so the list function already
- * sees it when a site starts calling it; unregistration patches first and then removes
- * it from what the list function walks (the trace function is chosen without it). Per-ops trampolines are assembled when first needed (the
- * kernel copies `ftrace_caller` into a fresh page: `arch_ftrace_update_trampoline`).
+ * sees it when a site starts calling it. Unregistration removes it first, as
+ * `ftrace_shutdown` does (`__unregister_ftrace_function`: `remove_ftrace_ops` and the new
+ * trace function and `function_trace_op`, then `ftrace_run_update_code` moves the sites):
+ * while the sites move, a CPU that reaches the list function no longer calls the ops
+ * (one still running through the ops' own trampoline does). The list is newest first:
+ * `add_ftrace_ops` puts a new ops at the head, so the list function calls the ops in the
+ * reverse order of registration.
+ *
+ * An ops with `FTRACE_OPS_FL_IPMODIFY` may not share a function with another one
+ * (`ftrace_hash_ipmodify_enable` refuses it with -EBUSY), nor trace every function (an
+ * empty filter: -EINVAL); {@link Ftrace.registerFtraceFunction} refuses both before
+ * anything changes.
+ *
+ * Per-ops trampolines exist only on x86-64 (`arch/x86/kernel/ftrace.c` builds
+ * `arch_ftrace_update_trampoline` under `CONFIG_X86_64` only): there they are assembled
+ * when first needed (the kernel copies `ftrace_caller` into a fresh page); on x86-32 a
+ * site traced by one ops alone calls `ftrace_caller` / `ftrace_regs_caller` like any
+ * other.
  *
  * Every patch goes through a {@link BatchRunner}: the experiments pass one that runs
  * text_poke_bp as a kernel thread with a proposal's int3 handler; tests can pass
@@ -43,7 +58,7 @@ import type { Kernel } from "../kernel/kernel.ts";
 import { PtRegs } from "../kernel/pt_regs.ts";
 import type { NativeCall } from "../machine/native.ts";
 import { type BatchRunner, callInsn, type PatchSite, rel32Target } from "./batch.ts";
-import type { FtraceOps } from "./ops.ts";
+import { FTRACE_OPS_FL_IPMODIFY, type FtraceOps } from "./ops.ts";
 import {
   ftraceCallerSource,
   ftraceStubsSource,
@@ -115,7 +130,10 @@ export class Ftrace {
   readonly functionTraceOp: bigint;
   /** The fentry sites (`__mcount_loc`), sorted. */
   readonly sites: bigint[] = [];
-  /** The registered ops, in registration order (`ftrace_ops_list`). */
+  /**
+   * The registered ops, newest first (`ftrace_ops_list`, which `add_ftrace_ops` prepends
+   * to): the order the list function calls them in.
+   */
   readonly ops: FtraceOps[] = [];
   /** Observer of trampoline entries (default: nothing). */
   onProbe: ProbeHook = () => {};
@@ -134,8 +152,6 @@ export class Ftrace {
   /** `saved_ftrace_func`: the trace function the last update applied. */
   #savedFunc: bigint;
   #initialized = false;
-  /** What ftrace_ops_list_func walks (the ops stay on it until their sites moved away). */
-  readonly #listOps: FtraceOps[] = [];
   /** Every ops this ftrace has set up (its symbols carry the name), by name. */
   readonly #byName: Map<string, FtraceOps> = new Map();
   readonly #ws: 4 | 8;
@@ -330,7 +346,9 @@ export class Ftrace {
    * @returns A generator (drive it, or `yield*` it from a kernel thread).
    * @throws {PatchError} On the first `next()`, before anything changes, if ftrace is not
    *   initialized, the ops is already registered, or it belongs to another kernel's
-   *   ftrace or shares its name with another ops of this one.
+   *   ftrace or shares its name with another ops of this one; or, for an IPMODIFY ops, if
+   *   its filter is empty (every function) or names a function another registered
+   *   IPMODIFY ops traces (`ftrace_hash_ipmodify_enable`: -EINVAL, -EBUSY).
    */
   *registerFtraceFunction(ops: FtraceOps, run: BatchRunner): Generator<unknown, void, unknown> {
     this.#checkInitialized(`register ftrace_ops ${ops.name}`);
@@ -350,16 +368,18 @@ export class Ftrace {
         }): make a new FtraceOps for this one`,
       );
     }
+    this.#checkIpmodify(ops);
     this.#prepareOps(ops);
-    this.#listOps.push(ops);
-    this.ops.push(ops);
+    // add_ftrace_ops: the new ops goes to the head of ftrace_ops_list.
+    this.ops.unshift(ops);
     this.#writeFunctionTraceOp();
-    yield* this.#modifyAllCode(run, () => {});
+    yield* this.#modifyAllCode(run);
   }
 
   /**
-   * `unregister_ftrace_function`: patch every affected site away from the ops, then
-   * remove it.
+   * `unregister_ftrace_function`: remove the ops from the list (the list function stops
+   * calling it, `function_trace_op` and the trace function are chosen without it), then
+   * patch every affected site away from it (`ftrace_shutdown`).
    *
    * @param ops A registered ops.
    * @param run Performs each batch.
@@ -373,12 +393,11 @@ export class Ftrace {
   ): Generator<unknown, void, unknown> {
     const i = this.ops.indexOf(ops);
     if (i < 0) throw new PatchError(`ftrace_ops ${ops.name} is not registered`);
-    // Sites move first; the list function keeps calling the ops until they have.
+    // ftrace_shutdown: __unregister_ftrace_function (remove_ftrace_ops, then the trace
+    // function and function_trace_op without it) comes before ftrace_run_update_code.
     this.ops.splice(i, 1);
-    yield* this.#modifyAllCode(run, () => {
-      this.#listOps.splice(this.#listOps.indexOf(ops), 1);
-      this.#writeFunctionTraceOp();
-    });
+    this.#writeFunctionTraceOp();
+    yield* this.#modifyAllCode(run);
   }
 
   /**
@@ -399,7 +418,7 @@ export class Ftrace {
     const registered = this.ops.includes(ops);
     if (registered) this.#checkInitialized(`set the filter of ftrace_ops ${ops.name}`);
     ops.filter = filter === null ? null : new Set(filter);
-    if (registered) yield* this.#modifyAllCode(run, () => {});
+    if (registered) yield* this.#modifyAllCode(run);
   }
 
   /**
@@ -444,6 +463,33 @@ export class Ftrace {
     }
   }
 
+  /**
+   * `ftrace_hash_ipmodify_enable` for an ops about to be registered: an IPMODIFY ops may
+   * not trace every function (-EINVAL) nor a function another registered IPMODIFY ops
+   * traces (-EBUSY, the record's FTRACE_FL_IPMODIFY is taken).
+   */
+  #checkIpmodify(ops: FtraceOps): void {
+    if ((ops.flags & FTRACE_OPS_FL_IPMODIFY) === 0) return;
+    if (ops.filter === null || ops.filter.size === 0) {
+      throw new PatchError(
+        `ftrace_ops ${ops.name} has FTRACE_OPS_FL_IPMODIFY and an empty filter: an ops that changes regs->ip may not trace every function`,
+      );
+    }
+    for (const other of this.ops) {
+      if ((other.flags & FTRACE_OPS_FL_IPMODIFY) === 0) continue;
+      for (const ip of ops.filter) {
+        if (other.matches(ip)) {
+          throw new PatchError(
+            `ftrace_ops ${ops.name} has FTRACE_OPS_FL_IPMODIFY but ftrace_ops ${other.name} already modifies regs->ip at ${
+              hexAddr(ip)
+            } (busy)`,
+            ip,
+          );
+        }
+      }
+    }
+  }
+
   #prepareOps(ops: FtraceOps): void {
     const k = this.kernel;
     if (ops.address === 0n) {
@@ -456,7 +502,8 @@ export class Ftrace {
         ops.func(call.arg(0), call.arg(1), ops, regs, call.cpu.index);
       });
     }
-    if (ops.wantsTrampoline && ops.trampoline === null) {
+    // Only x86-64 has dynamic (per-ops) trampolines (CONFIG_X86_64 in the arch code).
+    if (ops.wantsTrampoline && ops.trampoline === null && k.bitness === 64) {
       const name = `ftrace_ops_tramp_${ops.name}`;
       this.#bindProbe(name);
       const src = ftraceCallerSource({
@@ -474,7 +521,8 @@ export class Ftrace {
   }
 
   #writeFunctionTraceOp(): void {
-    const first = this.#listOps[0];
+    // set_function_trace_op: the head of ftrace_ops_list (the newest ops).
+    const first = this.ops[0];
     this.kernel.mem.writeWord(this.functionTraceOp, this.#ws, first?.address ?? 0n);
   }
 
@@ -505,17 +553,14 @@ export class Ftrace {
    * the sites, then the new trace function unless it is the list function.
    *
    * @param run Performs each batch.
-   * @param afterSites Runs once the sites have moved (unregistration drops the ops from
-   *   the list there).
    */
-  *#modifyAllCode(run: BatchRunner, afterSites: () => void): Generator<unknown, void, unknown> {
+  *#modifyAllCode(run: BatchRunner): Generator<unknown, void, unknown> {
     const func = this.#traceFunction();
     const update = func !== this.#savedFunc;
     this.#savedFunc = func;
     if (update) yield* this.ftraceUpdateFtraceFunc(this.listFunc, run);
     const plan = this.#sitePlan();
     if (plan.length > 0) yield* run(plan);
-    afterSites();
     if (update && func !== this.listFunc) yield* this.ftraceUpdateFtraceFunc(func, run);
   }
 
@@ -527,7 +572,8 @@ export class Ftrace {
     const regsAt = call.arg(3);
     const regs = regsAt === 0n ? null : new PtRegs(k.mem, regsAt, k.bitness);
     this.onCallee(call.cpu.index, this.listFunc, this.#returnAddress(call));
-    for (const ops of this.#listOps.slice()) {
+    // Newest first, as ftrace_ops_list is walked.
+    for (const ops of this.ops.slice()) {
       if (!ops.matches(ip)) continue;
       // ftrace_ops_test: an ops that wants regs is not called without them.
       if (ops.saveRegs && regs === null) continue;

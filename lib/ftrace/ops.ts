@@ -16,7 +16,11 @@ import type { PtRegs } from "../kernel/pt_regs.ts";
 
 /** `FTRACE_OPS_FL_SAVE_REGS`: the callback needs a full pt_regs (ftrace_regs_caller). */
 export const FTRACE_OPS_FL_SAVE_REGS = 1 << 2;
-/** `FTRACE_OPS_FL_IPMODIFY`: the callback may change `regs->ip` (livepatch). */
+/**
+ * `FTRACE_OPS_FL_IPMODIFY`: the callback may change `regs->ip` (livepatch). At most one
+ * registered IPMODIFY ops per function, and never one with an empty filter
+ * (`ftrace_hash_ipmodify_enable`).
+ */
 export const FTRACE_OPS_FL_IPMODIFY = 1 << 12;
 
 /**
@@ -45,7 +49,10 @@ export interface FtraceOpsOptions {
    * as an ftrace_ops whose `filter_hash` is empty traces every function in the kernel.
    */
   filter?: Iterable<bigint>;
-  /** Give it its own trampoline when it is the only ops on a function (default true). */
+  /**
+   * Give it its own trampoline when it is the only ops on a function (default true). Only
+   * x86-64 has per-ops trampolines: on x86-32 this is ignored.
+   */
   trampoline?: boolean;
 }
 
@@ -74,13 +81,13 @@ export class FtraceOps {
    * the kernel: an ops that should trace nothing is not registered.
    */
   filter: Set<bigint> | null;
-  /** Whether it gets a per-ops trampoline when alone on a function. */
+  /** Whether it gets a per-ops trampoline when alone on a function (x86-64 only). */
   readonly wantsTrampoline: boolean;
   /** Address of the ops structure in kernel data (set on first registration). */
   address = 0n;
   /** Address of the native bound to the callback (set on first registration). */
   callback = 0n;
-  /** Its trampoline, once created: entry and the call site inside. */
+  /** Its trampoline, once created (x86-64 only): entry and the call site inside. */
   trampoline: { readonly address: bigint; readonly callSite: bigint } | null = null;
   /** Number of callback invocations. */
   hits = 0;

@@ -685,7 +685,8 @@ export function runStaticCallUpdate(
     const phases: BatchPhase[] = [];
     const inner = threadBatchRunner(rk, kc, phases);
     const run: BatchRunner = function* (batch) {
-      if (batch[0]?.role === "sc-inline") changed = batch.length;
+      // The sites' batch (call and tail-call sites), not the trampoline's.
+      if (batch.length !== 0 && batch[0]!.role !== "sc-trampoline") changed = batch.length;
       yield* inner(batch);
     };
     yield* _drive(sc.staticCallUpdate(k, to, run));

@@ -1,9 +1,21 @@
 /**
  * klp-style function redirection on top of ftrace (`kernel/livepatch/patch.c`,
- * `klp_ftrace_handler`): one ftrace_ops with `FTRACE_OPS_FL_SAVE_REGS |
- * FTRACE_OPS_FL_IPMODIFY` whose filter is the patched functions and whose handler sets
- * `regs->ip` to the replacement (`klp_arch_set_pc`), so that `ftrace_regs_caller` (or the
- * ops' own trampoline) returns into the new function instead of the old body.
+ * `klp_ftrace_handler`). As `klp_patch_func` does, every patched function gets its own
+ * `klp_ops`: an ftrace_ops with `FTRACE_OPS_FL_SAVE_REGS | FTRACE_OPS_FL_IPMODIFY` whose
+ * filter is that one function (`ftrace_set_filter_ip`), registered by its own
+ * `register_ftrace_function` (one ftrace update per function), whose handler sets
+ * `regs->ip` to the replacement (`klp_arch_set_pc`), so that `ftrace_regs_caller` (or, on
+ * x86-64, the ops' own trampoline) returns into the new function instead of the old
+ * body. With two or more patched functions the trace function is therefore
+ * `ftrace_ops_list_func`, and a tracer attached to the same functions later does not
+ * change it.
+ *
+ * Not modelled: the consistency model's per-task transition (`func->transition`,
+ * `current->patch_state`, `klp_update_patch_state`): every task switches to the new
+ * functions as soon as its site's ops is registered. Nor `klp_find_ops` sharing one
+ * klp_ops between patches of the same function (its `func_stack`): a second
+ * {@link Livepatch} of a function already patched is refused, as the second IPMODIFY ops
+ * on it.
  *
  * Each patched function comes as a pair loaded by {@link Livepatch.loadFunctions}: the old
  * one (a traced function: `call __fentry__; call <old body>; ret`) and the new one
@@ -71,31 +83,41 @@ export class Livepatch {
   readonly ftrace: Ftrace;
   /** The patched functions. */
   readonly funcs: KlpFunc[] = [];
-  /** The ops (`klp_ops`), SAVE_REGS | IPMODIFY. */
-  readonly ops: FtraceOps;
+  /** Name of the patch (its ops are `klp_<name>_<function>`). */
+  readonly name: string;
+  /** One `klp_ops` per patched function, in the order of {@link Livepatch.funcs}. */
+  readonly #ops: FtraceOps[] = [];
   #enabled = false;
 
   /**
-   * Creates the patch and its klp ops (nothing is loaded or registered yet).
+   * Creates the patch (nothing is loaded or registered yet).
    *
    * @param ftrace ftrace of the kernel.
-   * @param name Name of the patch (ops name `klp_<name>`).
+   * @param name Name of the patch (a symbol name; ops names `klp_<name>_<function>`).
    */
   constructor(ftrace: Ftrace, name = "patch") {
     this.ftrace = ftrace;
-    this.ops = new FtraceOps(
-      `klp_${name}`,
-      (ip, _parent, _ops, regs) => {
-        // klp_ftrace_handler: klp_arch_set_pc(regs, new_func)
-        const f = this.funcs.find((x) => x.old === ip);
-        if (f === undefined || regs === null) return;
-        regs.ip = f.new;
-      },
-      // No filter yet: enable() sets it to the patched functions before registering, as
-      // klp_patch_func calls ftrace_set_filter_ip before register_ftrace_function (an
-      // ops registered with an empty filter would trace every function).
-      { flags: FTRACE_OPS_FL_SAVE_REGS | FTRACE_OPS_FL_IPMODIFY },
-    );
+    this.name = name;
+  }
+
+  /** The `klp_ops` of every patched function (SAVE_REGS | IPMODIFY, one function each). */
+  get ops(): readonly FtraceOps[] {
+    return this.#ops;
+  }
+
+  /**
+   * The `klp_ops` of one patched function (`klp_find_ops(old_func)`).
+   *
+   * @param func A function of this patch.
+   * @returns Its ops.
+   * @throws {PatchError} If the function is not one of this patch's.
+   */
+  opsOf(func: KlpFunc): FtraceOps {
+    const i = this.funcs.indexOf(func);
+    if (i < 0) {
+      throw new PatchError(`Function ${func.name} is not a function of livepatch ${this.name}`);
+    }
+    return this.#ops[i]!;
   }
 
   /** True while the patch is registered. */
@@ -114,7 +136,7 @@ export class Livepatch {
   loadFunctions(defs: readonly KlpFuncDef[]): KlpFunc[] {
     if (this.#enabled) {
       throw new PatchError(
-        `Livepatch ${this.ops.name} is enabled: its functions are fixed until disable()`,
+        `Livepatch ${this.name} is enabled: its functions are fixed until disable()`,
       );
     }
     const k = this.ftrace.kernel;
@@ -141,40 +163,76 @@ export class Livepatch {
       r.old = olds[i]!;
       r.new = labels.get(`${r.name}__klp_new`)!;
       this.funcs.push(r);
+      // klp_patch_func's klp_ops: its filter is set by enable() (ftrace_set_filter_ip
+      // before register_ftrace_function); an ops registered without one would trace
+      // every function.
+      const target = r.new;
+      this.#ops.push(
+        new FtraceOps(
+          `klp_${this.name}_${r.name}`,
+          (_ip, _parent, _ops, regs) => {
+            // klp_ftrace_handler: klp_arch_set_pc(regs, new_func)
+            if (regs !== null) regs.ip = target;
+          },
+          { flags: FTRACE_OPS_FL_SAVE_REGS | FTRACE_OPS_FL_IPMODIFY },
+        ),
+      );
     });
     return recs;
   }
 
   /**
-   * `klp_enable_patch`: set the ops' filter to the patched functions
-   * (`ftrace_set_filter_ip`), then register it.
+   * `klp_enable_patch`: for each function in turn (`klp_patch_func`), set its ops' filter
+   * to that function (`ftrace_set_filter_ip`) and register the ops, each registration an
+   * ftrace update of its own. If one is refused, the ones already registered are
+   * unregistered again (`klp_patch_object` → `klp_unpatch_object`) and the error is
+   * rethrown.
    *
    * @param run Performs each batch.
    * @returns A generator.
    * @throws {PatchError} On the first `next()`, before anything changes, if the patch is
-   *   already enabled or has no functions (an empty filter would trace every function).
+   *   already enabled or has no functions; later, after undoing what it did, if ftrace
+   *   refuses an ops (e.g. another IPMODIFY ops already modifies that function).
    */
   *enable(run: BatchRunner): Generator<unknown, void, unknown> {
-    if (this.#enabled) throw new PatchError(`Livepatch ${this.ops.name} is already enabled`);
+    if (this.#enabled) throw new PatchError(`Livepatch ${this.name} is already enabled`);
     if (this.funcs.length === 0) {
       throw new PatchError(
-        `Livepatch ${this.ops.name} has no functions (loadFunctions() first): registering its ops with an empty filter would trace every function`,
+        `Livepatch ${this.name} has no functions (loadFunctions() first): nothing to patch`,
       );
     }
-    this.ops.filter = new Set(this.funcs.map((f) => f.old));
     this.#enabled = true;
-    yield* this.ftrace.registerFtraceFunction(this.ops, run);
+    const done: FtraceOps[] = [];
+    for (let i = 0; i < this.funcs.length; i++) {
+      const ops = this.#ops[i]!;
+      ops.filter = new Set([this.funcs[i]!.old]);
+      try {
+        yield* this.ftrace.registerFtraceFunction(ops, run);
+      } catch (e) {
+        // A runner that failed mid-batch leaves this ops registered: nothing is undone
+        // then (disable() unregisters what is registered).
+        if (this.ftrace.ops.includes(ops)) throw e;
+        for (const d of done.reverse()) yield* this.ftrace.unregisterFtraceFunction(d, run);
+        this.#enabled = false;
+        throw e;
+      }
+      done.push(ops);
+    }
   }
 
   /**
-   * `klp_disable_patch`: unregister the ops (the old functions run again).
+   * `klp_disable_patch`: unregister each function's ops in turn (`klp_unpatch_func`, one
+   * ftrace update each; the old functions run again).
    *
    * @param run Performs each batch.
    * @returns A generator.
+   * @throws {PatchError} On the first `next()` if the patch is not enabled.
    */
   *disable(run: BatchRunner): Generator<unknown, void, unknown> {
-    if (!this.#enabled) throw new PatchError(`Livepatch ${this.ops.name} is not enabled`);
-    yield* this.ftrace.unregisterFtraceFunction(this.ops, run);
+    if (!this.#enabled) throw new PatchError(`Livepatch ${this.name} is not enabled`);
+    for (const ops of this.#ops) {
+      if (this.ftrace.ops.includes(ops)) yield* this.ftrace.unregisterFtraceFunction(ops, run);
+    }
     this.#enabled = false;
   }
 }

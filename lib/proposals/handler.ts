@@ -212,12 +212,15 @@ export class ProposalHandler {
         const tail = k.mem.readBytes(site.address + 1n, 4);
         const nopTail = nop5(bitness).subarray(1);
         if (tail.every((b, i) => b === nopTail[i])) return { op: "skip" };
-        if (site.role === "sc-trampoline" && tail.every((b) => b === INT3_INSN_OPCODE)) {
+        // A static_call trampoline and a tail-call site hold a jump (jmp.d32, or the
+        // int3-padded ret for NULL), never a call: emulate what they hold.
+        const jump = site.role === "sc-trampoline" || site.role === "sc-tail";
+        if (jump && tail.every((b) => b === INT3_INSN_OPCODE)) {
           return { op: "ret" };
         }
         const disp = (tail[0]! | (tail[1]! << 8) | (tail[2]! << 16) | (tail[3]! << 24)) | 0;
         const target = BigInt.asUintN(bitness, site.address + 5n + BigInt(disp));
-        return site.role === "sc-trampoline" ? { op: "jmp", target } : { op: "call", target };
+        return jump ? { op: "jmp", target } : { op: "call", target };
       }
     }
   }

@@ -42,6 +42,9 @@ export const SCT_RET: Uint8Array = Uint8Array.of(0xc3, 0xcc, 0xcc, 0xcc, 0xcc);
  */
 export const XOR5RAX: Uint8Array = Uint8Array.of(0x2e, 0x2e, 0x2e, 0x31, 0xc0);
 
+/** `tramp_ud`: the `ud1 %esp, %ecx` after a trampoline's jmp, its signature. */
+const TRAMP_UD: Uint8Array = Uint8Array.of(0x0f, 0xb9, 0xcc);
+
 /** The four instruction types of `__static_call_transform` (`enum insn_type`). */
 export type StaticCallInsnType = "call" | "nop" | "jmp" | "ret";
 
@@ -399,6 +402,39 @@ export class StaticCalls {
     if (tail) key.tail!.add(site);
   }
 
+  /**
+   * `__static_call_validate(insn, tail, tramp)`: a trampoline must carry its `ud1`
+   * signature after the 5-byte instruction; a tail site or trampoline must hold a
+   * `jmp.d32` or `ret` (the kernel also accepts a Jcc, which the model never writes), a
+   * call site a `call`, the NOP5 or {@link XOR5RAX}. The kernel BUG()s; the model throws.
+   */
+  #validate(insn: bigint, tail: boolean, tramp: boolean): void {
+    const k = this.kernel;
+    if (tramp) {
+      const sig = k.mem.readBytes(insn + 5n, 3);
+      if (!sameBytes(sig, TRAMP_UD)) {
+        throw new PatchError(
+          `static_call trampoline ${hexAddr(insn)} has lost its signature: ${
+            hexBytes(sig)
+          } follows its jmp, not ud1 (${hexBytes(TRAMP_UD)})`,
+          insn,
+        );
+      }
+    }
+    const found = k.mem.readBytes(insn, 5);
+    const ok = tail
+      ? found[0] === 0xe9 || found[0] === 0xc3
+      : found[0] === 0xe8 || sameBytes(found, nop5(k.bitness)) || sameBytes(found, XOR5RAX);
+    if (!ok) {
+      throw new PatchError(
+        `Unexpected static_call instruction at ${hexAddr(insn)}: ${hexBytes(found)}, not ${
+          tail ? "a jmp.d32 or ret" : "a call, NOP5 or xor5rax"
+        }`,
+        insn,
+      );
+    }
+  }
+
   /** Refuses a key this table did not define (another kernel's, or a hand-made object). */
   #own(key: StaticCallKey, what: string): void {
     if (this.keys.get(key.name) !== key) {
@@ -436,7 +472,12 @@ export class StaticCalls {
    * @param run Performs each batch.
    * @returns A generator (drive it, or `yield*` it from a kernel thread).
    * @throws {PatchError} On the first `next()`, before anything is written, if the key is
-   *   not this table's or `func` is out of rel32 range of the trampoline or a site.
+   *   not this table's, `func` is out of rel32 range of the trampoline or a site, or the
+   *   trampoline or a site holds what no static_call writes there (`__static_call_validate`,
+   *   which BUG()s: the trampoline a `jmp.d32` or `ret` followed by its `ud1` signature, a
+   *   call site a `call`, the NOP5 or {@link XOR5RAX}, a tail-call site a `jmp.d32` or
+   *   `ret`). When the key already names `func` nothing happens at all: no batch, as
+   *   `__static_call_update` returns early when `key->func == func`.
    */
   *staticCallUpdate(
     key: StaticCallKey,
@@ -444,8 +485,15 @@ export class StaticCalls {
     run: BatchRunner,
   ): Generator<unknown, void, unknown> {
     this.#own(key, "staticCallUpdate");
+    // __static_call_update (kernel/static_call_inline.c): nothing to do when the key
+    // already names the function.
+    if (key.func === func) return;
     const k = this.kernel;
     const ws = k.bitness === 64 ? 8 : 4;
+    // __static_call_validate (arch/x86/kernel/static_call.c) runs on the trampoline and
+    // each site before it is transformed; here all are checked before the first write.
+    this.#validate(key.trampoline, true, true);
+    for (const s of key.sites) this.#validate(s, key.tail?.has(s) ?? false, false);
     // Every instruction is encoded before the key word is written: a target out of rel32
     // range of one site must not leave the key naming a function no site calls.
     const tramp: PatchSite = {
@@ -467,10 +515,13 @@ export class StaticCalls {
       if (!sameBytes(old, w.code)) {
         // The RET0 form is written while a call is emulated (`text_poke_bp(.., emulate)`):
         // a runner that passes `emulate` on to text_poke_bp honours it.
+        // A tail-call site is a jump (jmp or ret), as the trampoline: its own role, so
+        // an int3 handler does not emulate a call there.
+        const role = key.tail?.has(s) === true ? "sc-tail" : "sc-inline";
         sites.push(
           w.emulate === undefined
-            ? { address: s, old, new: w.code, role: "sc-inline" }
-            : { address: s, old, new: w.code, role: "sc-inline", emulate: w.emulate },
+            ? { address: s, old, new: w.code, role }
+            : { address: s, old, new: w.code, role, emulate: w.emulate },
         );
       }
     });
