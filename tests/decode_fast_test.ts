@@ -6,14 +6,19 @@
  */
 
 import assert from "node:assert/strict";
-import { decodeInto } from "../lib/x86/decode.ts";
+import { decodeFast64, decodeInto } from "../lib/x86/decode.ts";
 import { Insn } from "../lib/x86/insn.ts";
 import { parseElf } from "../lib/x86/elf.ts";
 
 const FIELDS = Object.keys(new Insn()) as (keyof Insn)[];
 
+/** Offsets the fast path decoded by itself (so the comparisons below compared two paths). */
+let fastTaken = 0;
+const probe = new Insn();
+
 /** Decodes `bytes` at `off` with both paths; returns a description of the first difference. */
 function differs(bytes: Uint8Array, off: number, fast: Insn, slow: Insn): string | null {
+  if (decodeFast64(probe, bytes, off) !== 0) fastTaken++;
   for (const f of FIELDS) (fast as unknown as Record<string, number>)[f] = 0x5a5a5;
   decodeInto(fast, bytes, off, 64);
   const cut = bytes.slice(off, off + 31);
@@ -33,11 +38,13 @@ Deno.test("decodeInto() fills the same record on the fast path as on the general
   const slow = new Insn();
   const bad: string[] = [];
   const end = Math.min(text.length - 32, 1 << 19);
+  fastTaken = 0;
   for (let off = 0; off < end; off++) {
     const d = differs(text, off, fast, slow);
     if (d !== null && bad.push(d) >= 10) break;
   }
   assert.deepEqual(bad, []);
+  assert.ok(fastTaken > end / 2, `the fast path decoded only ${fastTaken} of ${end} offsets`);
 });
 
 Deno.test("decodeInto() fills the same record on the fast path as on the general path on random bytes", () => {
@@ -53,6 +60,7 @@ Deno.test("decodeInto() fills the same record on the fast path as on the general
   const fast = new Insn();
   const slow = new Insn();
   const bad: string[] = [];
+  fastTaken = 0;
   for (let i = 0; i < 300_000; i++) {
     for (let j = 0; j < buf.length; j++) buf[j] = rnd() & 255;
     if (rnd() & 1) buf[0] = hot[rnd() % hot.length]!;
@@ -61,6 +69,7 @@ Deno.test("decodeInto() fills the same record on the fast path as on the general
     if (d !== null && bad.push(d) >= 10) break;
   }
   assert.deepEqual(bad, []);
+  assert.ok(fastTaken > 100_000, `the fast path decoded only ${fastTaken} of 300000 inputs`);
 });
 
 Deno.test("decodeInto() decodes a REX.W memory form the same way near the end of the input", () => {
@@ -74,5 +83,6 @@ Deno.test("decodeInto() decodes a REX.W memory form the same way near the end of
   assert.equal(insn.scale, 3);
   assert.equal(insn.disp, 0x12345678);
   assert.equal(insn.opSize, 8);
+  assert.equal(decodeFast64(new Insn(), bytes, 0), 8, "a fast-path form");
   assert.equal(differs(bytes, 0, new Insn(), new Insn()), null);
 });

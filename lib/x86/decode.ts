@@ -1328,6 +1328,22 @@ function _fast64(out: Insn, m: Uint8Array, p: number): number {
 }
 
 /**
+ * The 64-bit fast path of {@link decodeInto} on its own, for tests that compare it with
+ * the general path: it decodes only the common forms it knows (ModRM ALU/mov/lea/test,
+ * group-1 immediates, relative branches, push/pop, movzx/movsx, ret, leave, int3).
+ *
+ * @param out The record to fill (every field but `len`) when the form is known.
+ * @param bytes Code bytes; at least 32 must be readable from `offset`.
+ * @param offset Offset of the instruction.
+ * @returns The instruction's length, or 0 when it is not a fast-path form (then `out` is
+ *   unspecified and {@link decodeInto} takes the general path).
+ */
+export function decodeFast64(out: Insn, bytes: Uint8Array, offset: number): number {
+  if (bytes.length - offset < WINDOW) return 0;
+  return _fast64(out, bytes, offset);
+}
+
+/**
  * Decodes one instruction into `out` without allocating (the hot-path form): every field
  * of `out` is overwritten.
  *
