@@ -57,7 +57,7 @@ Deno.test("assemble() resolves numeric local labels to the nearest 1b and 1f", (
   // jmp 1f skips to the second 1:, jmp 1b goes back to it.
   assert.equal(hex("1: nop\njmp 1f\nnop\n1: jmp 1b\njmp 1b"), "90 eb 01 90 eb fe eb fc");
   throwsAt("jmp 1b", 1, 5, /undefined local label '1b'/);
-  throwsAt("jmp 1f\n", 1, 5, /undefined symbol '1f'/);
+  throwsAt("jmp 1f\n", 1, 5, /undefined local label '1f': no '1:' after it/);
 });
 
 Deno.test("assemble() expands nested .rept blocks and evaluates the count from the symbol table", () => {

@@ -4,8 +4,14 @@
  * default options) chooses for each form: the sign-extended imm8 forms when the value
  * fits, the accumulator short forms, `89`/`88` for register-to-register moves, short
  * jumps when the target is in range, rel32 calls, the same prefix order and the same
- * multi-byte NOP padding for `.align`. `tests/assemble_gas_oracle_test.ts` checks this
- * against `as` itself.
+ * multi-byte NOP padding for `.align`. `tests/assemble_gas_oracle_test.ts` and
+ * `tests/assemble_gas_compat_test.ts` check this against `as` itself.
+ *
+ * Stricter than GNU as on purpose: an immediate or a data item that does not fit its
+ * field (`movb $256, %al`, `.byte 256`, `.word 70000`), which GAS truncates with or
+ * without a warning, is an error here; so are a negative `.skip`/`.fill` count (GAS
+ * ignores it with a warning), and a `.fill` size over 8 (GAS clamps it) or left empty
+ * (GAS reads it as 0).
  *
  * @module
  */
@@ -248,6 +254,11 @@ interface Val {
   v: bigint;
   /** Depends on a label's address (GAS would need a relocation: full-width field). */
   reloc: boolean;
+  /**
+   * Depends on a symbol GAS would leave to the linker: one from the `symbols` option (an
+   * external to GAS) or a forward reference.
+   */
+  late?: boolean;
 }
 
 type Stmt =
@@ -255,8 +266,29 @@ type Stmt =
   | { k: "set"; name: string; e: Expr; line: number; col: number }
   | { k: "data"; width: number; es: Expr[]; line: number; col: number; text: string }
   | { k: "raw"; bytes: Uint8Array; line: number; col: number; text: string }
-  | { k: "align"; n: number; fill: number | undefined; line: number; col: number; text: string }
-  | { k: "skip"; e: Expr; fill: number; line: number; col: number; text: string }
+  | {
+    k: "align";
+    n: number;
+    /** Byte fill; undefined: code padding (multi-byte NOPs). */
+    fill: number | undefined;
+    /** Maximum bytes to skip; undefined: no limit. */
+    max: number | undefined;
+    line: number;
+    col: number;
+    text: string;
+  }
+  | {
+    k: "skip";
+    /** Repeat count (`.skip` size), may depend on `.` and labels. */
+    e: Expr;
+    /** Bytes per repeat (`.fill`); undefined: 1. */
+    size: Expr | undefined;
+    /** Fill value: a byte for `.skip`, a `.fill` value expression. */
+    fill: number | Expr;
+    line: number;
+    col: number;
+    text: string;
+  }
   | {
     k: "insn";
     mn: string;
@@ -286,17 +318,27 @@ class Ctx {
       case "dot":
         return { v: this.dot, reloc: true };
       case "sym": {
-        const d = this.defs.get(e.name) ?? this.prev.get(e.name);
+        const d = this.defs.get(e.name);
         if (d) return d;
+        const f = this.prev.get(e.name);
+        if (f) return { v: f.v, reloc: f.reloc, late: true };
         const t = this.table.get(e.name);
-        if (t !== undefined) return { v: t, reloc: false };
+        if (t !== undefined) return { v: t, reloc: false, late: true };
         if (this.pass === 0) return { v: this.dot, reloc: true };
+        const fwd = /^([0-9]+)f$/.exec(e.display);
+        if (fwd) {
+          throw new AssemblerError(
+            `undefined local label '${e.display}': no '${fwd[1]}:' after it`,
+            line,
+            e.col,
+          );
+        }
         throw new AssemblerError(`undefined symbol '${e.display}'`, line, e.col);
       }
       case "un": {
         const a = this.eval(e.a, line);
         const v = e.op === "-" ? -a.v : e.op === "~" ? ~a.v : (a.v === 0n ? 1n : 0n);
-        return { v, reloc: a.reloc };
+        return a.late ? { v, reloc: a.reloc, late: true } : { v, reloc: a.reloc };
       }
       case "bin": {
         const a = this.eval(e.a, line), b = this.eval(e.b, line);
@@ -361,23 +403,9 @@ class Ctx {
             v = r ? -1n : 0n;
           }
         }
-        return { v, reloc };
+        return a.late || b.late ? { v, reloc, late: true } : { v, reloc };
       }
     }
-  }
-}
-
-function hasSym(e: Expr): boolean {
-  switch (e.t) {
-    case "sym":
-    case "dot":
-      return true;
-    case "num":
-      return false;
-    case "un":
-      return hasSym(e.a);
-    case "bin":
-      return hasSym(e.a) || hasSym(e.b);
   }
 }
 
@@ -469,8 +497,8 @@ export function nopPadding(count: number, bitness: 32 | 64): Uint8Array {
  *
  * Supports the instructions textpoke's decoder knows (see `insn.ts`), labels, numeric
  * local labels (`1:` / `1b` / `1f`), `.rept`/`.endr`, `.byte`/`.word`/`.short`/`.long`/
- * `.quad`, `.ascii`/`.asciz`, `.align`/`.balign`/`.p2align`, `.skip`, `.set`/`.equ`/`=`,
- * and GAS expressions. Branches to labels are relaxed like GAS relaxes them (rel8 when
+ * `.quad`, `.ascii`/`.asciz`, `.align`/`.balign`/`.p2align` (with fill and maximum skip),
+ * `.skip`, `.fill`, `.set`/`.equ`/`=` (redefinable, as in GAS), and GAS expressions. Branches to labels are relaxed like GAS relaxes them (rel8 when
  * in range, rel32 otherwise); calls and branches to table symbols use rel32.
  *
  * @param source The assembler text.
@@ -525,17 +553,24 @@ function assembleInner(source: string, options: AssembleOptions): Assembled {
   const encoder = new Encoder(bits);
   try {
     let prevSizes: number[] = [];
+    let prevVals: Array<bigint | undefined> = [];
+    // First value of each symbol in the last pass: what a forward reference sees (GAS
+    // binds a reference made before a redefinition to the earlier definition).
+    let firsts = new Map<string, Val>();
     const chunks: Uint8Array[] = [];
     for (let pass = 0;; pass++) {
       if (pass > 50) throw new AssemblerError("layout does not converge", 1, 1);
       ctx.pass = pass;
-      ctx.prev = ctx.defs;
+      ctx.prev = firsts;
       ctx.defs = new Map();
+      firsts = new Map();
+      const labelNames = new Set<string>();
+      const vals: Array<bigint | undefined> = [];
       chunks.length = 0;
       const sizes: number[] = [];
       let addr = origin;
       let changed = false;
-      for (const s of stmts) {
+      for (const [i, s] of stmts.entries()) {
         ctx.dot = addr;
         let bytes: Uint8Array | undefined;
         try {
@@ -546,11 +581,21 @@ function assembleInner(source: string, options: AssembleOptions): Assembled {
         }
         if (s.k === "label" || s.k === "set") {
           const v: Val = s.k === "label" ? { v: addr, reloc: true } : ctx.eval(s.e, s.line);
-          if (s.k === "label" && ctx.defs.has(s.name)) {
-            throw new AssemblerError(`label '${s.name}' is defined twice`, s.line, s.col);
+          if (labelNames.has(s.name)) {
+            throw new AssemblerError(
+              s.k === "label"
+                ? `label '${s.name}' is defined twice`
+                : `symbol '${s.name}' is already defined as a label`,
+              s.line,
+              s.col,
+            );
           }
-          const p = ctx.prev.get(s.name);
-          if (!p || p.v !== v.v) changed = true;
+          if (s.k === "label") labelNames.add(s.name);
+          // A .set symbol may be redefined: compare each defining statement with its own
+          // value in the previous pass, not with the symbol's latest value.
+          if (prevVals[i] !== v.v) changed = true;
+          vals[i] = v.v;
+          if (!firsts.has(s.name)) firsts.set(s.name, v);
           ctx.defs.set(s.name, v);
         }
         const n = bytes ? bytes.length : 0;
@@ -562,6 +607,7 @@ function assembleInner(source: string, options: AssembleOptions): Assembled {
         changed = true;
       }
       prevSizes = sizes;
+      prevVals = vals;
       if (!changed && pass > 0) break;
     }
     // Assemble the output.
@@ -773,12 +819,16 @@ function parseDirective(
       } else if (n === 0) n = 1;
       if (n & (n - 1)) c.fail(`the alignment ${n} of ${word} is not a power of 2`);
       let fill: number | undefined;
+      let max: number | undefined;
       if (c.eat(",")) {
-        if (c.peek() !== ",") fill = constArg("the fill value") & 0xff;
-        if (c.eat(",")) c.fail(`the maximum-skip argument of ${word} is not supported`);
+        if (c.peek() !== "," && !c.done()) fill = constArg("the fill value") & 0xff;
+        // GAS pads with code NOPs for an explicit 0x90 fill too.
+        if (fill === 0x90) fill = undefined;
+        // Maximum skip: 0 means no limit, as in GAS.
+        if (c.eat(",")) max = constArg("the maximum skip") || undefined;
       }
       if (!c.done()) c.fail(`unexpected '${c.token()}' after ${word}`);
-      return { k: "align", n, fill, line, col, text };
+      return { k: "align", n, fill, max, line, col, text };
     }
     case ".skip":
     case ".space":
@@ -787,7 +837,21 @@ function parseDirective(
       let fill = 0;
       if (word !== ".zero" && c.eat(",")) fill = constArg("the fill value") & 0xff;
       if (!c.done()) c.fail(`unexpected '${c.token()}' after ${word}`);
-      return { k: "skip", e, fill, line, col, text };
+      return { k: "skip", e, size: undefined, fill, line, col, text };
+    }
+    case ".fill": {
+      // .fill repeat[, size[, value]]: size defaults to 1, value to 0.
+      const e = parseExpr(c, locals);
+      let size: Expr | undefined;
+      let fill: Expr = { t: "num", v: 0n };
+      if (c.eat(",")) {
+        // GAS reads an empty size as 0 (`.fill 2,,7` emits nothing): refuse it instead.
+        if (c.peek() === "," || c.done()) c.fail(`the size of ${word} is missing`);
+        size = parseExpr(c, locals);
+        if (c.eat(",")) fill = parseExpr(c, locals);
+      }
+      if (!c.done()) c.fail(`unexpected '${c.token()}' after ${word}`);
+      return { k: "skip", e, size, fill, line, col, text };
     }
     case ".set":
     case ".equ": {
@@ -857,21 +921,52 @@ function emit(s: Stmt, ctx: Ctx, enc: Encoder, addr: bigint): Uint8Array | undef
     }
     case "align": {
       const mis = Number(addr % BigInt(s.n));
-      const count = mis === 0 ? 0 : s.n - mis;
+      let count = mis === 0 ? 0 : s.n - mis;
+      // GAS skips the alignment entirely when it would need more than the maximum.
+      if (s.max !== undefined && count > s.max) count = 0;
       if (s.fill !== undefined) return new Uint8Array(count).fill(s.fill);
       return nopPadding(count, ctx.bits);
     }
     case "skip": {
+      const dir = s.text.split(/\s/)[0]!;
       const v = ctx.eval(s.e, s.line);
       if (v.v < 0n || v.v > 1n << 24n) {
         if (ctx.pass === 0) return new Uint8Array(0);
         throw new AssemblerError(
-          `the size ${v.v} of ${s.text.split(/\s/)[0]} is out of range`,
+          `the ${s.size ? "repeat count" : "size"} ${v.v} of ${dir} is out of range`,
           s.line,
           s.col,
         );
       }
-      return new Uint8Array(Number(v.v)).fill(s.fill);
+      if (typeof s.fill === "number") return new Uint8Array(Number(v.v)).fill(s.fill);
+      // .fill: each repeat is the value's low 4 bytes (little-endian) zero-extended to
+      // `size` bytes, or cut to `size` bytes, as GAS does.
+      const size = s.size ? ctx.eval(s.size, s.line) : { v: 1n, reloc: false };
+      const value = ctx.eval(s.fill, s.line);
+      if (size.reloc || size.v < 0n || size.v > 8n) {
+        if (ctx.pass === 0) return new Uint8Array(0);
+        throw new AssemblerError(
+          `the size of ${dir} must be a constant from 0 to 8, not ${
+            size.reloc ? "an address" : size.v
+          }`,
+          s.line,
+          s.col,
+        );
+      }
+      if (value.reloc && ctx.pass > 0) {
+        throw new AssemblerError(
+          `the value of ${dir} must be an absolute constant, not an address`,
+          s.line,
+          s.col,
+        );
+      }
+      const n = Number(size.v);
+      const unit = new Uint8Array(n);
+      const low = Number(BigInt.asUintN(32, value.v));
+      for (let i = 0; i < n && i < 4; i++) unit[i] = (low >>> (8 * i)) & 0xff;
+      const out = new Uint8Array(n * Number(v.v));
+      for (let p = 0; p < out.length; p += n) out.set(unit, p);
+      return out;
     }
     case "insn":
       return encodeInsn(s, ctx, enc, addr);
@@ -1049,9 +1144,12 @@ function encodeInsn(s: InsnStmt, ctx: Ctx, enc: Encoder, addr: bigint): Uint8Arr
     let abs: bigint | undefined;
     if (base && base.cls === "ip") {
       // iced wants the absolute target; it computes the rip-relative displacement. As in
-      // GAS, `sym(%rip)` addresses sym, while a plain number is the displacement itself
-      // (resolved against the end of the instruction by the caller: ripLiteral).
-      if (!o.disp || !hasSym(o.disp)) {
+      // GAS, `sym(%rip)` addresses sym (a label, `.`, a forward reference or a symbol from
+      // the options, which GAS would leave to the linker), while a constant known at that
+      // point - a number, an earlier `.set` constant, a difference of earlier labels - is
+      // the displacement itself (resolved against the end of the instruction by the
+      // caller: ripLiteral).
+      if (!d.reloc && !d.late) {
         ripLiteral = BigInt.asIntN(64, v);
         if (!fitsS32(ripLiteral)) fail("RIP-relative displacement does not fit in 32 bits", o.col);
         v = addr + ripLiteral;
@@ -1400,6 +1498,8 @@ function encodeInsn(s: InsnStmt, ctx: Ctx, enc: Encoder, addr: bigint): Uint8Arr
         ins = build(`${cap(base)}_rm${SZ_NAME[sz]}`, [rm(o, 0)]);
       } else {
         if (o.k !== "mem" || o.star || indirect) badOp(0);
+        // GAS takes no size suffix on a direct jmp (`jmpq *%rax` is fine, `jmpq label` not).
+        if (base === "jmp" && mn.size !== undefined) fail(`invalid instruction suffix for 'jmp'`);
         if (mn.size !== undefined && mn.size !== (bits === 64 ? 8 : 4)) {
           fail(`'${s.mn}' is not available in ${bits}-bit mode`);
         }
