@@ -1504,18 +1504,8 @@ export class Cpu implements CpuCore {
    * or stopped the run (a native's stop). One step in all. See {@link Cpu.flags}.
    */
   private singleStep(): void {
-    const ip = this.ip;
-    const off = ip - this.fBase;
-    let s = off >= 0 && off < PAGE ? this.fSlots[off] : undefined;
-    try {
-      if (s === undefined) s = this.fetchSlow(ip);
-      execute(this, s);
-    } catch (e) {
-      if (!(e instanceof X86Fault)) throw e;
-      this.ip = ip;
-      this.exception(e);
-      return;
-    }
+    const s = this.execOne();
+    if (s === undefined) return;
     if (s.op === Op.INT3 || s.op === Op.INT || this.stopKind !== "") return;
     // A trap after hlt wakes the CPU; the saved ip is the instruction after it.
     this.haltedFlag = false;
@@ -1541,18 +1531,29 @@ export class Cpu implements CpuCore {
         return;
       }
     }
+    this.execOne();
+    this.steps++;
+  }
+
+  /**
+   * Fetches and executes the instruction at the ip; a fault is delivered, with the ip back
+   * at the faulting instruction.
+   * @returns The slot executed, or undefined when it faulted.
+   */
+  private execOne(): Slot | undefined {
     const ip = this.ip;
     const off = ip - this.fBase;
     let s = off >= 0 && off < PAGE ? this.fSlots[off] : undefined;
     try {
       if (s === undefined) s = this.fetchSlow(ip);
       execute(this, s);
+      return s;
     } catch (e) {
       if (!(e instanceof X86Fault)) throw e;
       this.ip = ip;
       this.exception(e);
+      return undefined;
     }
-    this.steps++;
   }
 
   /**
