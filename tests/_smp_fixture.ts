@@ -4,8 +4,12 @@
  *
  * @module
  */
+import { NOP5_32, NOP5_64 } from "../lib/kernel/constants.ts";
+import type { EntryVariant } from "../lib/kernel/entry.ts";
+import { bootKernel } from "../lib/kernel/kernel.ts";
+import type { PokeStep } from "../lib/kernel/text_poke.ts";
 import { Machine, type MachineOptions } from "../lib/machine/machine.ts";
-import type { Explorable, SchedulePolicy } from "../lib/machine/schedule.ts";
+import { type Explorable, random, type SchedulePolicy } from "../lib/machine/schedule.ts";
 import { assemble } from "../lib/x86/assemble.ts";
 
 /** Code of CPU i starts at CODE + i * 0x1000. */
@@ -102,4 +106,90 @@ export function litmus(
  */
 export function reg(m: Machine, c: number, reg: string): string {
   return m.cpus[c]!.getReg(reg).toString(16);
+}
+
+/** What {@link pokeRace} saw. */
+export interface PokeRace {
+  /** Wrong executions: oopses, or 1 when a crash stopped the run without one. */
+  bad: number;
+  /** Loop iterations of the three callers. */
+  iterations: number;
+  /** Calls that reached the tracer. */
+  hits: number;
+  /** int3 hits the kernel emulated. */
+  emulated: number;
+}
+
+/**
+ * A kernel on 4 CPUs whose CPUs 1-3 call a NOP5 site in a loop while CPU 0 turns it into a
+ * call to a tracer and back, 6 times: with `text_poke_bp` (optionally without one of its
+ * syncs, `dropSync` 1-3) or with one plain 5-byte store.
+ *
+ * @param bitness 32 or 64.
+ * @param seed The random schedule's seed.
+ * @param how `textPokeBp` or `plain`.
+ * @param fetch The instruction-fetch mode.
+ * @param dropSync A sync step of text_poke_bp to leave out (-1: none).
+ * @returns What happened.
+ */
+export function pokeRace(
+  bitness: 32 | 64,
+  seed: number,
+  how: "textPokeBp" | "plain",
+  fetch: "torn" | "coherent",
+  dropSync = -1,
+): PokeRace {
+  const entry: EntryVariant = bitness === 64 ? "64-gap" : "32-fixup";
+  const k = bootKernel(new Machine({ bitness, cpus: 4 }), { entry });
+  const nop = bitness === 64 ? NOP5_64 : NOP5_32;
+  const [arg, counter] = bitness === 64 ? ["%rdi", "(%rdi)"] : ["%eax", "(%eax)"];
+  const l = k.loadText(`
+site_fn:
+site:
+	.byte ${[...nop].join(", ")}
+	ret
+worker:
+1:	call	site_fn
+	incl	${counter}
+	jmp	1b
+tracer:
+	incl	4(${arg})
+	ret
+`);
+  const site = l.get("site")!;
+  const call = new Uint8Array(5);
+  call[0] = 0xe8;
+  new DataView(call.buffer).setInt32(1, Number(l.get("tracer")! - site - 5n), true);
+  const counters = k.allocData(64);
+  for (let c = 1; c < 4; c++) k.prepareCall(c, l.get("worker")!, [counters + BigInt(8 * c)]);
+  const smp = k.startSmp({ schedule: random(seed), fetch });
+  const gens: (() => Generator<PokeStep, void, void>)[] = [];
+  for (let t = 0; t < 6; t++) {
+    const bytes = t % 2 === 0 ? call : nop;
+    gens.push(
+      how === "textPokeBp"
+        ? function* () {
+          for (const s of k.textPokeBp(site, bytes)) {
+            if (!(s.kind === "sync" && s.step === dropSync)) yield s;
+          }
+        }
+        : function* () {
+          // The naive patch: one plain 5-byte store, no int3, no sync.
+          yield { kind: "store", address: site, num: NaN, bytes, step: 0 };
+        },
+    );
+  }
+  const thread = k.spawnPatcher(0, gens, 40);
+  const r = smp.run(12_000);
+  if (thread.error !== undefined) throw thread.error;
+  let iterations = 0;
+  let hits = 0;
+  for (let c = 1; c < 4; c++) {
+    iterations += Number(k.mem.readWord(counters + BigInt(8 * c), 4));
+    hits += Number(k.mem.readWord(counters + BigInt(8 * c) + 4n, 4));
+  }
+  // A bad execution crashes its CPU (an oops: wild call into int3 padding, #UD, #PF),
+  // which ends the run.
+  const bad = k.oopses.length + (r.reason === "host" && k.oopses.length === 0 ? 1 : 0);
+  return { bad, iterations, hits, emulated: k.patcher.stats.emulated };
 }

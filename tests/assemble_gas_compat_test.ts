@@ -6,36 +6,16 @@
 import assert from "node:assert/strict";
 import { assemble } from "../lib/x86/assemble.ts";
 import { AssemblerError, hexBytes } from "../lib/errors.ts";
+import { gnuBytes, haveTool } from "./_gnu.ts";
 
-function toolWorks(name: string): boolean {
-  try {
-    const out = new Deno.Command(name, { args: ["--version"], stdout: "null", stderr: "null" })
-      .outputSync();
-    return out.success;
-  } catch {
-    return false;
-  }
-}
-const haveGas = toolWorks("as") && toolWorks("objcopy");
+const haveGas = haveTool("as") && haveTool("objcopy");
 if (!haveGas) {
   console.warn("SKIPPED: assemble_gas_compat_test because GNU as or objcopy is missing");
 }
 
 /** Assembles `src` with GNU as and returns its .text bytes, or throws with its stderr. */
 function gas(src: string, bits: 32 | 64): Uint8Array {
-  const dir = Deno.makeTempDirSync({ prefix: "textpoke_gascompat_" });
-  try {
-    Deno.writeTextFileSync(`${dir}/a.s`, src + "\n");
-    const run = (cmd: string, args: string[]) => {
-      const r = new Deno.Command(cmd, { args, stdout: "null", stderr: "piped" }).outputSync();
-      if (!r.success) throw new Error(`${cmd}: ${new TextDecoder().decode(r.stderr)}`);
-    };
-    run("as", [`--${bits}`, "-o", `${dir}/a.o`, `${dir}/a.s`]);
-    run("objcopy", ["-O", "binary", "-j", ".text", `${dir}/a.o`, `${dir}/a.bin`]);
-    return Deno.readFileSync(`${dir}/a.bin`);
-  } finally {
-    Deno.removeSync(dir, { recursive: true });
-  }
+  return gnuBytes(src, bits);
 }
 
 /** Asserts assemble() gives GNU as's bytes, and (as a pin) the expected hex. */

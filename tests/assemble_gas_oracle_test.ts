@@ -4,36 +4,15 @@ import assert from "node:assert/strict";
 import { assemble } from "../lib/x86/assemble.ts";
 import { AssemblerError, hexBytes } from "../lib/errors.ts";
 import { corpus } from "./_assemble_corpus.ts";
+import { gnuBytes, haveTool } from "./_gnu.ts";
 
-function haveTool(name: string): boolean {
-  try {
-    return new Deno.Command(name, { args: ["--version"], stdout: "null", stderr: "null" })
-      .outputSync().success;
-  } catch {
-    return false;
-  }
-}
 const toolsOk = haveTool("as") && haveTool("objcopy");
 if (!toolsOk) {
   console.warn("SKIPPED: assemble_gas_oracle_test because GNU as or objcopy is missing");
 }
 
 function gasBytes(lines: string[], bits: 32 | 64): Uint8Array {
-  const dir = Deno.makeTempDirSync({ prefix: "textpoke_gas_" });
-  try {
-    Deno.writeTextFileSync(`${dir}/x.s`, lines.join("\n") + "\n");
-    const as = new Deno.Command("as", { args: [`--${bits}`, "-o", `${dir}/x.o`, `${dir}/x.s`] })
-      .outputSync();
-    if (!as.success) throw new Error(new TextDecoder().decode(as.stderr));
-    const oc = new Deno.Command("objcopy", {
-      args: ["-O", "binary", "-j", ".text", `${dir}/x.o`, `${dir}/x.bin`],
-    })
-      .outputSync();
-    if (!oc.success) throw new Error(new TextDecoder().decode(oc.stderr));
-    return Deno.readFileSync(`${dir}/x.bin`);
-  } finally {
-    Deno.removeSync(dir, { recursive: true });
-  }
+  return gnuBytes(lines.join("\n"), bits);
 }
 
 for (const bits of [64, 32] as const) {

@@ -1,6 +1,7 @@
 import assert from "node:assert/strict";
 import { ElfError } from "../lib/errors.ts";
 import { parseElf, SHF_EXECINSTR, STT_FUNC } from "../lib/x86/elf.ts";
+import { haveTool } from "./_gnu.ts";
 
 const exe = Deno.readFileSync(Deno.execPath());
 
@@ -19,15 +20,7 @@ Deno.test("parseElf() reads the Deno executable's sections without copying them"
   assert.ok(dyn.some((s) => s.name.length > 0));
 });
 
-function hasTool(cmd: string): boolean {
-  try {
-    return new Deno.Command(cmd, { args: ["--version"], stdout: "null", stderr: "null" })
-      .outputSync().success;
-  } catch {
-    return false;
-  }
-}
-const haveAs = hasTool("as");
+const haveAs = haveTool("as");
 if (!haveAs) console.warn("SKIPPED: ELF32 symbol test because GNU as is missing");
 
 Deno.test({

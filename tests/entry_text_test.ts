@@ -13,6 +13,7 @@ import { PT_REGS_FIELDS_32, PT_REGS_FIELDS_64 } from "../lib/kernel/pt_regs.ts";
 import { fixupEntrySource, linkEntrySource, stubSource } from "../lib/proposals/push.ts";
 import { assemble } from "../lib/x86/assemble.ts";
 import { hexBytes } from "../lib/errors.ts";
+import { gnuBytes, haveTool } from "./_gnu.ts";
 import { disassemble } from "../lib/x86/disassemble.ts";
 
 /** The general-register part of pt_regs (below orig_ax), lowest address first. */
@@ -60,14 +61,6 @@ const STUBS = [
   ...["nmi", "link", "fixup", "stub"].flatMap((k) => [`${k}-32`, `${k}-64`]),
 ];
 
-function haveTool(name: string): boolean {
-  try {
-    return new Deno.Command(name, { args: ["--version"], stdout: "null", stderr: "null" })
-      .outputSync().success;
-  } catch {
-    return false;
-  }
-}
 const gnuOk = haveTool("as") && haveTool("ld") && haveTool("objcopy");
 if (!gnuOk) {
   console.warn("SKIPPED: the entry stubs' GNU as oracle because as, ld or objcopy is missing");
@@ -109,30 +102,8 @@ function stubText(
 /** The same text through GNU as and ld at the same origin, with the same symbols. */
 function gnuStubBytes(name: string): Uint8Array {
   const { text, bitness, base, symbols } = stubText(name);
-  const dir = Deno.makeTempDirSync({ prefix: "textpoke_stub_" });
-  try {
-    const sets = [...symbols].map(([k, v]) => `\t.set\t${k}, 0x${v.toString(16)}`).join("\n");
-    Deno.writeTextFileSync(`${dir}/x.s`, `${sets}\n\t.text\n${text}\n`);
-    const run = (cmd: string, args: string[]) => {
-      const r = new Deno.Command(cmd, { args }).outputSync();
-      if (!r.success) throw new Error(`${cmd}: ${new TextDecoder().decode(r.stderr)}`);
-    };
-    run("as", [`--${bitness}`, "-o", `${dir}/x.o`, `${dir}/x.s`]);
-    run("ld", [
-      "-m",
-      bitness === 64 ? "elf_x86_64" : "elf_i386",
-      `-Ttext=0x${base.toString(16)}`,
-      "-e",
-      "0",
-      "-o",
-      `${dir}/x`,
-      `${dir}/x.o`,
-    ]);
-    run("objcopy", ["-O", "binary", "-j", ".text", `${dir}/x`, `${dir}/x.bin`]);
-    return Deno.readFileSync(`${dir}/x.bin`);
-  } finally {
-    Deno.removeSync(dir, { recursive: true });
-  }
+  const sets = [...symbols].map(([k, v]) => `\t.set\t${k}, 0x${v.toString(16)}`).join("\n");
+  return gnuBytes(`${sets}\n\t.text\n${text}`, bitness, base);
 }
 
 Deno.test({

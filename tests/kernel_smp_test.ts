@@ -3,11 +3,12 @@
 import assert from "node:assert/strict";
 import { Machine } from "../lib/machine/machine.ts";
 import { random } from "../lib/machine/schedule.ts";
-import { NOP5_32, NOP5_64 } from "../lib/kernel/constants.ts";
+import { NOP5_64 } from "../lib/kernel/constants.ts";
 import { int3EmulateCall } from "../lib/kernel/emulate.ts";
 import { entryBitness, type EntryVariant } from "../lib/kernel/entry.ts";
 import { bootKernel, type Kernel } from "../lib/kernel/kernel.ts";
-import type { PokeSite, PokeStep } from "../lib/kernel/text_poke.ts";
+import type { PokeSite } from "../lib/kernel/text_poke.ts";
+import { pokeRace } from "./_smp_fixture.ts";
 
 // ---- NMI at every instruction of the int3 path --------------------------------------
 
@@ -86,68 +87,6 @@ Deno.test("an NMI at every step of the int3 entry, handler, iret and emulated ca
 
 // ---- textPokeBp vs plain stores in torn mode ---------------------------------------
 
-interface TornRun {
-  bad: number;
-  iterations: number;
-  hits: number;
-  emulated: number;
-}
-
-function tornRun(
-  bitness: 32 | 64,
-  seed: number,
-  how: "textPokeBp" | "plain",
-  fetch: "torn" | "coherent",
-): TornRun {
-  const entry: EntryVariant = bitness === 64 ? "64-gap" : "32-fixup";
-  const k = bootKernel(new Machine({ bitness, cpus: 4 }), { entry });
-  const nop = bitness === 64 ? NOP5_64 : NOP5_32;
-  const [arg, counter] = bitness === 64 ? ["%rdi", "(%rdi)"] : ["%eax", "(%eax)"];
-  const l = k.loadText(`
-site_fn:
-site:
-	.byte ${[...nop].join(", ")}
-	ret
-worker:
-1:	call	site_fn
-	incl	${counter}
-	jmp	1b
-tracer:
-	incl	4(${arg})
-	ret
-`);
-  const site = l.get("site")!;
-  const call = new Uint8Array(5);
-  call[0] = 0xe8;
-  new DataView(call.buffer).setInt32(1, Number(l.get("tracer")! - site - 5n), true);
-  const counters = k.allocData(64);
-  for (let c = 1; c < 4; c++) k.prepareCall(c, l.get("worker")!, [counters + BigInt(8 * c)]);
-  const smp = k.startSmp({ schedule: random(seed), fetch });
-  const gens: (() => Generator<PokeStep, void, void>)[] = [];
-  for (let t = 0; t < 6; t++) {
-    const bytes = t % 2 === 0 ? call : nop;
-    gens.push(
-      how === "textPokeBp" ? () => k.textPokeBp(site, bytes) : function* () {
-        // The naive patch: one plain 5-byte store, no int3, no sync.
-        yield { kind: "store", address: site, num: NaN, bytes, step: 0 };
-      },
-    );
-  }
-  const thread = k.spawnPatcher(0, gens, 40);
-  const r = smp.run(12_000);
-  assert.equal(thread.error, undefined);
-  let iterations = 0;
-  let hits = 0;
-  for (let c = 1; c < 4; c++) {
-    iterations += Number(k.mem.readWord(counters + BigInt(8 * c), 4));
-    hits += Number(k.mem.readWord(counters + BigInt(8 * c) + 4n, 4));
-  }
-  // A bad execution crashes its CPU (an oops: wild call into int3 padding, #UD, #PF),
-  // which ends the run.
-  const bad = k.oopses.length + (r.reason === "host" && k.oopses.length === 0 ? 1 : 0);
-  return { bad, iterations, hits, emulated: k.patcher.stats.emulated };
-}
-
 for (const bitness of [64, 32] as const) {
   Deno.test(`textPokeBp() on 4 CPUs in torn mode: every execution is the old or the new instruction; plain stores are not (x86-${bitness})`, () => {
     const SEEDS = 24;
@@ -157,13 +96,13 @@ for (const bitness of [64, 32] as const) {
     let emulated = 0;
     let hits = 0;
     for (let seed = 0; seed < SEEDS; seed++) {
-      const bp = tornRun(bitness, seed, "textPokeBp", "torn");
+      const bp = pokeRace(bitness, seed, "textPokeBp", "torn");
       badBp += bp.bad;
       emulated += bp.emulated;
       hits += bp.hits;
       assert.ok(bp.iterations > 1000, "the workers ran");
-      badPlain += tornRun(bitness, seed, "plain", "torn").bad;
-      badCoherent += tornRun(bitness, seed, "plain", "coherent").bad;
+      badPlain += pokeRace(bitness, seed, "plain", "torn").bad;
+      badCoherent += pokeRace(bitness, seed, "plain", "coherent").bad;
     }
     console.log(
       `x86-${bitness}, ${SEEDS} seeds: bad executions textPokeBp ${badBp}, plain stores (torn) ${badPlain}, plain stores (coherent) ${badCoherent}; ${emulated} int3 hits emulated, ${hits} calls made`,

@@ -6,6 +6,7 @@ import assert from "node:assert/strict";
 import { Machine } from "../lib/machine/machine.ts";
 import { assemble } from "../lib/x86/assemble.ts";
 import { runExperiment } from "../lib/experiments/experiment.ts";
+import { haveTool } from "./_gnu.ts";
 
 const ROOT = new URL("..", import.meta.url);
 
@@ -32,16 +33,7 @@ console.log(JSON.stringify({
 }));
 `;
 
-function hasNode(): boolean {
-  try {
-    return new Deno.Command("node", { args: ["--version"], stdout: "null", stderr: "null" })
-      .outputSync().success;
-  } catch {
-    return false;
-  }
-}
-
-const node = hasNode();
+const node = haveTool("node");
 if (!node) console.warn("SKIPPED: tests/node_test.ts because node is missing");
 
 Deno.test({

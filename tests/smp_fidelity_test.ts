@@ -3,7 +3,6 @@
 // the explorer's and replay's argument checks.
 import assert from "node:assert/strict";
 import { MachineError } from "../lib/errors.ts";
-import { Machine } from "../lib/machine/machine.ts";
 import {
   type Explorable,
   explore,
@@ -14,10 +13,7 @@ import {
   type SchedulePolicy,
   scripted,
 } from "../lib/machine/schedule.ts";
-import { NOP5_64 } from "../lib/kernel/constants.ts";
-import { bootKernel } from "../lib/kernel/kernel.ts";
-import type { PokeStep } from "../lib/kernel/text_poke.ts";
-import { CODE, DATA, SHARED, smpMachine } from "./_smp_fixture.ts";
+import { CODE, DATA, pokeRace, SHARED, smpMachine } from "./_smp_fixture.ts";
 
 // ---- torn fetch: both kinds of split ----------------------------------------------------
 
@@ -56,59 +52,15 @@ Deno.test("explore() in torn mode finds both torn mixes of a 2-byte code store: 
   assert.deepEqual([...coherent].sort(), ["1", "200", "201"]);
 });
 
-function* without(gen: Generator<PokeStep, void, void>, drop: number): Generator<PokeStep> {
-  for (const s of gen) if (!(s.kind === "sync" && s.step === drop)) yield s;
-}
-
-/**
- * text_poke_bp (optionally without one of its syncs) patching a NOP5 to a call and back
- * 6 times while 3 CPUs call the site. Returns 1 when some CPU executed a wrong
- * instruction (an oops, or a crash that stopped the run), else 0.
- */
-function pokeRun(seed: number, fetch: "torn" | "coherent", dropSync: number): number {
-  const k = bootKernel(new Machine({ bitness: 64, cpus: 4 }), { entry: "64-gap" });
-  const l = k.loadText(`
-site_fn:
-site:
-	.byte ${[...NOP5_64].join(", ")}
-	ret
-worker:
-1:	call	site_fn
-	incl	(%rdi)
-	jmp	1b
-tracer:
-	incl	4(%rdi)
-	ret
-`);
-  const site = l.get("site")!;
-  const call = new Uint8Array(5);
-  call[0] = 0xe8;
-  new DataView(call.buffer).setInt32(1, Number(l.get("tracer")! - site - 5n), true);
-  const counters = k.allocData(64);
-  for (let c = 1; c < 4; c++) k.prepareCall(c, l.get("worker")!, [counters + BigInt(8 * c)]);
-  const smp = k.startSmp({ schedule: random(seed), fetch });
-  const gens: (() => Generator<PokeStep, void, void>)[] = [];
-  for (let t = 0; t < 6; t++) {
-    const bytes = t % 2 === 0 ? call : NOP5_64;
-    gens.push(() =>
-      without(k.textPokeBp(site, bytes), dropSync) as Generator<PokeStep, void, void>
-    );
-  }
-  const thread = k.spawnPatcher(0, gens, 40);
-  const r = smp.run(12_000);
-  assert.equal(thread.error, undefined);
-  return k.oopses.length > 0 || r.reason === "host" ? 1 : 0;
-}
-
 Deno.test("textPokeBp() without its second sync (after the tail, before the first byte) runs a wrong instruction in torn mode; with it, never", () => {
   const SEEDS = 8;
   let badWithout = 0;
   let badWith = 0;
   let badCoherent = 0;
   for (let seed = 0; seed < SEEDS; seed++) {
-    badWithout += pokeRun(seed, "torn", 2);
-    badWith += pokeRun(seed, "torn", -1);
-    badCoherent += pokeRun(seed, "coherent", 2);
+    badWithout += Math.sign(pokeRace(64, seed, "textPokeBp", "torn", 2).bad);
+    badWith += Math.sign(pokeRace(64, seed, "textPokeBp", "torn").bad);
+    badCoherent += Math.sign(pokeRace(64, seed, "textPokeBp", "coherent", 2).bad);
   }
   console.log(
     `${SEEDS} seeds, torn: ${badWithout} bad without sync 2, ${badWith} with it; coherent without it: ${badCoherent}`,
