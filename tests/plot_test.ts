@@ -221,6 +221,79 @@ Deno.test("formatNs() picks a unit people read", () => {
   ]);
 });
 
+Deno.test("formatNs() picks the unit after rounding, so no unit boundary shows 1000", () => {
+  assert.deepEqual(
+    [999999, 999.6, 9.999, 99.96, 999_499, 999_500, 0.5, 12.34, 2.5e12, -1500].map(formatNs),
+    [
+      "1.00 ms",
+      "1.00 µs",
+      "10.0 ns",
+      "100 ns",
+      "999 µs",
+      "1.00 ms",
+      "0.50 ns",
+      "12.3 ns",
+      "2500 s",
+      "-1.50 µs",
+    ],
+  );
+});
+
+Deno.test("formatNs() returns a dash for non-finite input", () => {
+  assert.deepEqual([NaN, Infinity, -Infinity].map(formatNs), ["—", "—", "—"]);
+});
+
+Deno.test("benchRows() throws its RangeError when the text holds no JSON", () => {
+  for (const text of ["Check file:///x\nerror: boom", "", "{ not json"]) {
+    assert.throws(
+      () => benchRows(text),
+      (e: unknown) => e instanceof RangeError && /no JSON/.test(e.message),
+      JSON.stringify(text),
+    );
+  }
+});
+
+const benchJson = (entries: [group: string, name: string, baseline: boolean, avg: number][]) =>
+  JSON.stringify({
+    version: 1,
+    benches: entries.map(([group, name, baseline, avg]) => ({
+      origin: "file:///x/a_bench.ts",
+      group,
+      name,
+      baseline,
+      results: [{ ok: { n: 3, avg, min: 1, p75: 1, p99: 1 } }],
+    })),
+  });
+
+/** The y of each bar of the figure's bar mark. */
+const barYs = (html: string) =>
+  [...html.slice(html.lastIndexOf("<svg")).matchAll(/<rect [^>]*\by="([^"]+)"/g)].map((m) => m[1]);
+
+Deno.test("benchFigure() gives same-named benchmarks of different groups their own rows", () => {
+  const rows = benchRows(benchJson([
+    ["decode", "ref", true, 400],
+    ["decode", "ours", false, 100],
+    ["step", "ref", true, 300],
+    ["step", "ours", false, 600],
+  ]));
+  const html = benchFigure(rows).outerHTML;
+  const ys = barYs(html);
+  assert.equal(ys.length, 4);
+  assert.equal(new Set(ys).size, 4, `bars share rows: ${ys.join(" ")}`);
+  for (const label of ["decode/ref", "decode/ours", "step/ref", "step/ours"]) {
+    assert.ok(html.includes(`>${label}<`), label);
+  }
+});
+
+Deno.test("benchFigure() labels a benchmark by its bare name when the name is unique", () => {
+  const html =
+    benchFigure(benchRows(benchJson([["g", "ref", true, 400], ["g", "ours", false, 100]])))
+      .outerHTML;
+  assert.ok(html.includes(">ref<") && html.includes(">ours<"));
+  assert.ok(!html.includes("g/ref"));
+  assert.equal(new Set(barYs(html)).size, 2);
+});
+
 Deno.test("mod.ts (the core) pulls in neither Plot nor linkedom; lib/plot/mod.ts does", async () => {
   const info = async (path: string) => {
     const out = await new Deno.Command(Deno.execPath(), {

@@ -51,7 +51,8 @@ interface BenchJson {
  * @param json The parsed JSON, or the text deno bench printed (lines before the JSON are
  *   skipped).
  * @returns One row per successful benchmark, in file order.
- * @throws RangeError When the input has no `benches` array.
+ * @throws RangeError When the text holds no JSON (no line starts with "{", or the JSON from
+ *   there does not parse), or the input has no `benches` array.
  * @example
  * ```ts
  * import { benchRows } from "@textpoke/textpoke/plot";
@@ -67,8 +68,26 @@ interface BenchJson {
  */
 export function benchRows(json: unknown): BenchRow[] {
   // Benchmarks may print lines of their own before the JSON: start at the first "{" line.
-  const text = typeof json === "string" ? json.slice(Math.max(0, json.search(/^\{/m))) : null;
-  const parsed = (text === null ? json : JSON.parse(text)) as BenchJson;
+  let parsed: BenchJson;
+  if (typeof json === "string") {
+    const start = json.search(/^\{/m);
+    if (start < 0) {
+      throw new RangeError("Not the output of deno bench --json: no JSON object in the text");
+    }
+    try {
+      parsed = JSON.parse(json.slice(start)) as BenchJson;
+    } catch (cause) {
+      const line = json.slice(start).split("\n", 1)[0] ?? "";
+      throw new RangeError(
+        `Not the output of deno bench --json: no JSON parses from the line "${
+          line.length > 40 ? `${line.slice(0, 40)}…` : line
+        }" to the end`,
+        { cause },
+      );
+    }
+  } else {
+    parsed = json as BenchJson;
+  }
   if (parsed === null || typeof parsed !== "object" || !Array.isArray(parsed.benches)) {
     throw new RangeError("Not the output of deno bench --json: no benches array");
   }
@@ -96,17 +115,50 @@ export function benchRows(json: unknown): BenchRow[] {
   return rows;
 }
 
+/** The units of {@link formatNs}, smallest first: name and nanoseconds per unit. */
+const NS_UNITS: readonly (readonly [string, number])[] = [
+  ["ns", 1],
+  ["µs", 1e3],
+  ["ms", 1e6],
+  ["s", 1e9],
+];
+
 /**
  * Formats nanoseconds for people: "850 ns", "12.3 µs", "4.56 ms", "1.20 s".
  *
+ * Values get three significant digits (two decimals below 1 ns, none at 1000 s and
+ * more). The unit is chosen after rounding, so a value that rounds up to 1000 of one unit
+ * shows as 1.00 of the next: 999999 ns is "1.00 ms", 999.6 ns is "1.00 µs", and 9.999 ns is
+ * "10.0 ns". Negative values keep their sign.
+ *
  * @param ns Nanoseconds.
- * @returns The text.
+ * @returns The text, or "—" when `ns` is NaN or infinite.
+ * @example
+ * ```ts
+ * import { formatNs } from "@textpoke/textpoke/plot";
+ *
+ * console.log(formatNs(999999)); // "1.00 ms"
+ * ```
  */
 export function formatNs(ns: number): string {
-  if (ns < 1e3) return `${ns.toFixed(ns < 10 ? 2 : 0)} ns`;
-  if (ns < 1e6) return `${(ns / 1e3).toPrecision(3)} µs`;
-  if (ns < 1e9) return `${(ns / 1e6).toPrecision(3)} ms`;
-  return `${(ns / 1e9).toPrecision(3)} s`;
+  if (!Number.isFinite(ns)) return "—";
+  const sign = ns < 0 ? "-" : "";
+  const abs = Math.abs(ns);
+  let unit = 0;
+  while (unit < NS_UNITS.length - 1 && abs >= NS_UNITS[unit + 1]![1]) unit++;
+  for (;; unit++) {
+    const [name, scale] = NS_UNITS[unit]!;
+    const text = threeDigits(abs / scale);
+    if (Number(text) < 1000 || unit === NS_UNITS.length - 1) return `${sign}${text} ${name}`;
+  }
+}
+
+/** `v` (>= 0) with three significant digits, the decimals chosen after rounding. */
+function threeDigits(v: number): string {
+  let text = v.toFixed(2);
+  if (Number(text) >= 10) text = v.toFixed(1);
+  if (Number(text) >= 100) text = v.toFixed(0);
+  return text;
 }
 
 /** Options of {@link benchFigure}. */
@@ -137,11 +189,17 @@ export function benchFigure(
   const absolute = options.absolute === true;
   const data = rows
     .filter((r) => absolute || Number.isFinite(r.ratio))
-    .map((r) => ({ ...r, label: formatNs(r.avg), kind: r.baseline ? "baseline" : "measured" }));
-  const names = data.map((r) => r.name);
+    .map((r) => ({
+      ...r,
+      key: benchKey(r),
+      label: formatNs(r.avg),
+      kind: r.baseline ? "baseline" : "measured",
+    }));
+  const ticks = benchTicks(data);
+  const keys = [...ticks.keys()];
   const figure: FigureOptions = {
     width: options.width ?? 760,
-    height: 50 + 22 * data.length,
+    height: 50 + 22 * keys.length,
     marginLeft: 240,
     marginRight: 80,
     x: absolute ? { type: "log", label: "mean time per iteration (ns, log)", grid: true } : {
@@ -149,19 +207,19 @@ export function benchFigure(
       label: "time relative to the group's baseline (log; < 1 is faster)",
       grid: true,
     },
-    y: { domain: names, label: null },
+    y: { domain: keys, tickFormat: (k: string) => ticks.get(k) ?? k, label: null },
     color: { domain: ["baseline", "measured"], range: ["#bdbdbd", "#3182bd"], legend: true },
     marks: [
       Plot.barX(data, {
         x1: 1,
         x2: absolute ? "avg" : "ratio",
-        y: "name",
+        y: "key",
         fill: "kind",
       }),
       Plot.text(data, {
         // Faster-than-baseline bars grow left of 1: label them right of the axis.
         x: absolute ? "avg" : (d: BenchRow) => Math.max(d.ratio, 1),
-        y: "name",
+        y: "key",
         text: "label",
         textAnchor: "start",
         dx: 4,
@@ -173,4 +231,39 @@ export function benchFigure(
   if (options.title !== undefined) figure.title = options.title;
   if (options.caption !== undefined) figure.caption = options.caption;
   return drawPlot(figure);
+}
+
+/** The row a benchmark gets in {@link benchFigure}: one per file, group and name. */
+function benchKey(r: BenchRow): string {
+  return JSON.stringify([r.file, r.group, r.name]);
+}
+
+/**
+ * The tick label of each row key, in first-seen order: the bare name when no other row
+ * shares it, else "group/name", else "file: group/name".
+ */
+function benchTicks(rows: readonly BenchRow[]): Map<string, string> {
+  const seen = new Map<string, BenchRow>();
+  for (const r of rows) if (!seen.has(benchKey(r))) seen.set(benchKey(r), r);
+  const unique = [...seen.values()];
+  const grouped = (r: BenchRow) => `${r.group === "" ? "(no group)" : r.group}/${r.name}`;
+  const tally = (f: (r: BenchRow) => string) => {
+    const n = new Map<string, number>();
+    for (const r of unique) n.set(f(r), (n.get(f(r)) ?? 0) + 1);
+    return n;
+  };
+  const byName = tally((r) => r.name);
+  const byGroup = tally(grouped);
+  const ticks = new Map<string, string>();
+  for (const [key, r] of seen) {
+    ticks.set(
+      key,
+      byName.get(r.name) === 1
+        ? r.name
+        : byGroup.get(grouped(r)) === 1
+        ? grouped(r)
+        : `${r.file}: ${grouped(r)}`,
+    );
+  }
+  return ticks;
 }
