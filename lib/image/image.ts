@@ -94,6 +94,8 @@ export interface LoadOptions {
   name?: string;
   /** The text of a System.map (needed with a bzImage, whose payload is stripped). */
   systemMap?: string;
+  /** A name for the System.map's messages (a file path); default `"System.map"`. */
+  systemMapName?: string;
 }
 
 const CODE_SECTIONS = [".text", ".init.text"] as const;
@@ -299,6 +301,27 @@ function _covering(
   return undefined;
 }
 
+const BANNER_PREFIX = "Linux version ";
+const BANNER_MAX = 1024;
+
+/** `linux_banner` up to its newline or NUL, or undefined when it is not readable as one. */
+function readBanner(
+  sections: ReadonlyMap<string, ImageSection>,
+  banner: bigint | undefined,
+): string | undefined {
+  if (banner === undefined) return undefined;
+  for (const s of sections.values()) {
+    if (banner < s.addr || banner >= s.addr + BigInt(s.size)) continue;
+    const o = Number(banner - s.addr);
+    const limit = Math.min(s.bytes.length, o + BANNER_MAX);
+    let e = o;
+    while (e < limit && s.bytes[e] !== 0 && s.bytes[e] !== 10) e++;
+    const text = new TextDecoder().decode(s.bytes.subarray(o, e));
+    return text.startsWith(BANNER_PREFIX) ? text : undefined;
+  }
+  return undefined;
+}
+
 function _num(a: bigint): number {
   // Kernel addresses: keep 53 bits of precision by dropping the sign-extension half.
   return Number(BigInt.asUintN(52, a));
@@ -309,11 +332,14 @@ function _num(a: bigint): number {
  * `options.systemMap`), and checks its ftrace and static_call tables against its text.
  *
  * @param bytes The file's bytes (kept, not copied: section views point into it).
- * @param options A name for messages; the System.map text for a bzImage.
+ * @param options A name for messages; the System.map text for a bzImage (and its name for
+ *   messages).
  * @returns The loaded image.
  * @throws {ImageError} For bytes that are neither ELF nor bzImage, a truncated image, a
  *   missing symbol, a table entry outside text, or a site whose bytes are not what the
- *   table says; the message names the file and the address or symbol.
+ *   table says; the message names the file and the address or symbol. A System.map whose
+ *   `_text` (or `_stext`) is not the image's `.text` address is refused first, and its
+ *   syntax errors name `options.systemMapName`.
  * @example Load Debian's vmlinux and count its ftrace sites
  * ```ts ignore
  * import { loadKernelImage } from "@textpoke/textpoke";
@@ -409,7 +435,23 @@ export function loadKernelImage(bytes: Uint8Array, options: LoadOptions = {}): K
       }
     }
   } else if (options.systemMap !== undefined) {
-    const map = parseSystemMap(options.systemMap, name);
+    const mapName = options.systemMapName ?? "System.map";
+    const map = parseSystemMap(options.systemMap, mapName);
+    // A map of another build (or another KASLR-less link) shifts every address: check its
+    // start of text against the image's before anything trusts it.
+    const textAddr = sections.get(".text")!.addr;
+    const anchor = map.find((s) => s.name === "_text") ?? map.find((s) => s.name === "_stext");
+    if (anchor !== undefined && anchor.address !== textAddr) {
+      throw new ImageError(
+        name,
+        `${
+          mapName === "System.map" ? "System.map" : `System.map ${mapName}`
+        } does not match the image: ${anchor.name} ${hexAddr(anchor.address)} but .text is at ${
+          hexAddr(textAddr)
+        }`,
+        { address: anchor.address, symbol: anchor.name },
+      );
+    }
     for (const s of map) {
       if (!symbols.has(s.name)) symbols.set(s.name, s.address);
     }
@@ -462,17 +504,9 @@ export function loadKernelImage(bytes: Uint8Array, options: LoadOptions = {}): K
       address,
     });
   };
-  // Version.
-  let version = headerVersion;
-  const banner = symbols.get("linux_banner");
-  if (banner !== undefined) {
-    const b = readAt(banner, 1, "linux_banner");
-    const s = sections.get(".rodata")!;
-    const o = b.byteOffset - s.bytes.byteOffset;
-    let e = o;
-    while (e < s.bytes.length && s.bytes[e] !== 0 && s.bytes[e] !== 10) e++;
-    version = new TextDecoder().decode(s.bytes.subarray(o, e));
-  }
+  // Version: linux_banner, read from whichever loaded section holds it; the bzImage
+  // header's version when it cannot be read or is no "Linux version" string.
+  const version = readBanner(sections, symbols.get("linux_banner")) ?? headerVersion;
 
   const nameOf = (address: bigint): string => {
     let best: KernelFunction | undefined;

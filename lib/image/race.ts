@@ -22,7 +22,7 @@
  * @module
  */
 
-import { hexAddr } from "../errors.ts";
+import { ExperimentError, hexAddr } from "../errors.ts";
 import { FTRACE_OPS_FL_SAVE_REGS, FtraceOps } from "../ftrace/ops.ts";
 import { rel32Straddles } from "../ftrace/trampolines.ts";
 import { X86_EFLAGS_IF } from "../kernel/constants.ts";
@@ -141,6 +141,8 @@ interface Open {
  * @param walk A walk of its `.text`.
  * @param options The proposal and the machine.
  * @returns Counts per class (and timelines when asked).
+ * @throws {ExperimentError} For an unknown proposal, fewer than 2 CPUs (CPU 0 patches,
+ *   the others run the sites), or a negative or fractional `transitions` / `sites`.
  * @example
  * ```ts ignore
  * const r = realKernelRace(img, walkText(img), { proposal: "gap-plain-offset" });
@@ -153,8 +155,21 @@ export function realKernelRace(
   options: RealRaceOptions,
 ): RealRaceRecord {
   const t0 = performance.now();
-  const p = lookupProposal(options.proposal);
   const cpus = options.cpus ?? 4;
+  if (!Number.isInteger(cpus) || cpus < 2) {
+    throw new ExperimentError(
+      `realKernelRace: cpus is ${cpus}; it needs at least 2 (CPU 0 patches, CPUs 1.. run the sites)`,
+    );
+  }
+  for (const key of ["transitions", "sites"] as const) {
+    const v = options[key];
+    if (v !== undefined && (!Number.isInteger(v) || v < 0)) {
+      throw new ExperimentError(
+        `realKernelRace: ${key} is ${v}; it must be a whole number, 0 or more`,
+      );
+    }
+  }
+  const p = lookupProposal(options.proposal);
   const seed = options.seed ?? 1;
   const mode = options.mode ?? "torn";
   const entry = defaultEntry(p.push, 64) as "64-gap" | "64-nogap";
@@ -188,7 +203,10 @@ export function realKernelRace(
     ms: 0,
   };
   if (sites.length === 0) {
-    rec.note = "the image has no fentry site whose rel32 straddles a line";
+    rec.note = all.length === 0
+      ? "the image has no fentry site whose rel32 straddles a line"
+      : `sites is 0: none of the image's ${all.length} straddling fentry sites was raced`;
+    rec.ms = performance.now() - t0;
     return rec;
   }
   const timelines: RealRaceEvent[][] | null = options.timelines
@@ -433,6 +451,9 @@ export function realKernelRace(
   }
   if (thread.error !== undefined && thread.error !== null && rec.note === "") {
     rec.note = `patcher thread: ${String(thread.error)}`;
+  }
+  if (transitions === 0 && rec.note === "") {
+    rec.note = "transitions is 0: the sites were never patched";
   }
   rec.steps = smp.steps;
   rec.ms = performance.now() - t0;
