@@ -3,9 +3,6 @@
 // resolution, as a package manager installs it), it runs under Node and gives the same
 // machine state and the same experiment record as here. Skipped, loudly, without `node`.
 import assert from "node:assert/strict";
-import { Machine } from "../lib/machine/machine.ts";
-import { assemble } from "../lib/x86/assemble.ts";
-import { runExperiment } from "../lib/experiments/experiment.ts";
 import { haveTool } from "./_gnu.ts";
 
 const ROOT = new URL("..", import.meta.url);
@@ -71,29 +68,15 @@ Deno.test({
       assert.equal(n.code, 0, `node failed: ${dec.decode(n.stderr)}`);
       const there = JSON.parse(dec.decode(n.stdout));
 
-      // The same work here.
-      const p = assemble("mov $5, %eax\nimul $7, %eax, %ebx\npush %rbx\npop %rcx\nhlt", {
-        bitness: 64,
-        origin: 0x400000n,
-      });
-      const m = new Machine({ bitness: 64 });
-      m.load(0x400000n, p.bytes, "rx");
-      m.map(0x600000n, 0x1000, "rw");
-      m.cpus[0]!.rip = 0x400000n;
-      m.cpus[0]!.setReg("rsp", 0x601000n);
-      const stop = m.run({ maxSteps: 100 });
-      const r = runExperiment({
-        scenario: "static-call-update",
-        proposal: "gap-plain-offset",
-        seed: 3,
-      });
-      assert.deepEqual(there, {
-        stop: stop.kind,
-        steps: stop.steps,
-        rcx: String(m.cpus[0]!.getReg("rcx")),
-        hash: m.stateHash(),
-        record: [r.executions, r.old, r.new, r.skipped, r.other, r.crashed, r.steps],
-      });
+      // The same entry here, under Deno.
+      const d = new Deno.Command(Deno.execPath(), {
+        args: ["run", "-A", "--no-check", `${dir}/entry.ts`],
+        cwd: ROOT,
+        stdout: "piped",
+        stderr: "piped",
+      }).outputSync();
+      assert.equal(d.code, 0, `deno failed: ${dec.decode(d.stderr)}`);
+      assert.deepEqual(there, JSON.parse(dec.decode(d.stdout)));
       assert.equal(there.rcx, "35");
     } finally {
       Deno.removeSync(dir, { recursive: true });

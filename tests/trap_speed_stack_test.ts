@@ -41,16 +41,19 @@ function both(rigs: [Rig, Rig], f: (r: Rig) => void): void {
   f(rigs[1]);
 }
 
-// 200 calls of `body` (hot: compiled), then `hlt`; `again:` calls body once more with
-// whatever rsp the test set, then halts. `pf:` is the #PF handler.
-const BODY_64 = `
-main:
+/** The programs' start: 200 calls of `body`, which makes its block hot (compiled). */
+const HOT = `main:
   mov $200, %ecx
 1:
   call body
   dec %ecx
   jnz 1b
-  hlt
+`;
+
+// HOT, then `hlt`; `again:` calls body once more with whatever rsp the test set, then
+// halts. `pf:` is the #PF handler.
+const BODY_64 = `
+${HOT}  hlt
 again:
   call body
   hlt
@@ -147,13 +150,7 @@ Deno.test("Cpu.stackPushRun() leaves a push whose load is on a page the TLB does
 
 Deno.test("Cpu.stackPopRun() leaves a run that crosses into an unmapped page to fault where one step would", () => {
   const src = `
-main:
-  mov $200, %ecx
-1:
-  call body
-  dec %ecx
-  jnz 1b
-  hlt
+${HOT}  hlt
 body:
   mov %rsp, %rbp
   mov %rdi, %rsp
@@ -198,13 +195,7 @@ Deno.test("Cpu.stackPushRun() lets pushes onto predecoded code invalidate it as 
   // new code at target+0..15 is there only through the run's stores. `target` is on
   // its own page, so those stores leave `body`'s compiled block alone.
   const src = `
-main:
-  mov $200, %ecx
-1:
-  call body
-  dec %ecx
-  jnz 1b
-  call target
+${HOT}  call target
   mov %rsp, %rbp
   lea target+40(%rip), %rsp
   call body
@@ -263,13 +254,7 @@ Deno.test("Cpu.stackPushRun() leaves pushes to the split-store hook when stores 
 
 Deno.test("Cpu.stackPushRun() runs 32-bit pushes of immediates, registers and stack words as one step each would", () => {
   const src = `
-main:
-  mov $200, %ecx
-1:
-  call body
-  dec %ecx
-  jnz 1b
-  hlt
+${HOT}  hlt
 again:
   call body
   hlt
